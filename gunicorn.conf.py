@@ -1,0 +1,51 @@
+"""gunicorn settings, taken from the service's configuration: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+One worker process, because the queues live in its memory; many threads, because pulls may wait.
+"""
+
+import signal
+import sys
+from pathlib import Path
+
+# gunicorn reads this file before it puts the working directory on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from app import shutdown  # noqa: E402
+from queues.config import ConfigError, load_config  # noqa: E402
+
+try:
+    _config = load_config()
+except ConfigError as exc:
+    print(f"queue service cannot start: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+bind = f"{_config.server.host}:{_config.server.port}"
+workers = _config.server.workers
+worker_class = "gthread"
+threads = _config.server.threads
+# The app (and its snapshot thread) must be built in the worker, not in the master.
+preload_app = False
+# Long polls end as soon as a stop begins (see post_worker_init); this is only a backstop.
+graceful_timeout = 30
+# Several instances may run on one machine (tests, blue/green); none needs gunicorn's control socket.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+
+
+def post_worker_init(worker):
+    """Make SIGTERM also end waiting long polls, so a graceful stop need not wait them out."""
+    begin_graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        begin_graceful_stop(signum, frame)
+        worker.wsgi.extensions["queues.manager"].release_waits()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):
+    """Write the final snapshot when the worker stops (SIGTERM, SIGINT, or a lost master)."""
+    app = getattr(worker, "wsgi", None)  # unset when the app failed to load
+    if app is not None:
+        shutdown(app)

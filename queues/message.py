@@ -1,0 +1,48 @@
+"""The stored form of a message: one bytes object holding its id, enqueue time and JSON body.
+
+A queued message is kept as a single bytes object rather than a dict tree so that memory per
+message and snapshot time follow the message's size, and pulling it re-encodes nothing.
+"""
+
+import struct
+import time
+from functools import lru_cache
+
+_HEADER = struct.Struct("<Qd")
+HEADER_SIZE = _HEADER.size
+
+
+def pack(message_id, enqueued_at, body):
+    """The stored form of body (JSON bytes) with its integer id and enqueue time (epoch seconds)."""
+    return _HEADER.pack(message_id, enqueued_at) + body
+
+
+def message_id(stored):
+    """The integer id of a stored message."""
+    return _HEADER.unpack_from(stored)[0]
+
+
+def format_id(number):
+    """The id as the API shows it: 16 lowercase hex digits."""
+    return "%016x" % number
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(second):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def iso_timestamp(epoch_seconds):
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-28T19:30:15.123Z."""
+    millis = int(epoch_seconds * 1000)
+    return "%s.%03dZ" % (_iso_second(millis // 1000), millis % 1000)
+
+
+def render(stored):
+    """The pulled form of a stored message as JSON bytes: {"id", "enqueued_at", "message"}."""
+    number, enqueued_at = _HEADER.unpack_from(stored)
+    return b'{"id":"%016x","enqueued_at":"%s","message":%s}' % (
+        number,
+        iso_timestamp(enqueued_at).encode(),
+        memoryview(stored)[HEADER_SIZE:],
+    )

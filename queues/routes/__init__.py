@@ -1,0 +1,65 @@
+"""The HTTP routes, as two blueprints, and the request parsing they share."""
+
+from flask import current_app, request
+
+from queues import jsoncodec
+from queues.errors import InvalidJson, InvalidRequest, UnsupportedMediaType
+from queues.responses import JSON_MIMETYPE
+
+
+def manager():
+    """The app's QueueManager."""
+    return current_app.extensions["queues.manager"]
+
+
+def settings():
+    """The app's Config."""
+    return current_app.extensions["queues.config"]
+
+
+def json_object_body(allowed_keys):
+    """The request body as a dict with only allowed_keys; raises 415, 413 or 400 otherwise."""
+    if request.mimetype != JSON_MIMETYPE:
+        raise UnsupportedMediaType(f"the body must be {JSON_MIMETYPE}, not '{request.mimetype or 'none'}'")
+    try:
+        body = jsoncodec.loads(request.get_data(cache=True))
+    except jsoncodec.JsonDecodeError as exc:
+        raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed_keys))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed_keys)}")
+    return body
+
+
+def query_params(allowed):
+    """The query string as a dict; raises InvalidRequest for a parameter not in allowed or repeated."""
+    params = {}
+    for key, values in request.args.lists():
+        if key not in allowed:
+            raise InvalidRequest(f"unknown query parameter {key!r}; allowed: {', '.join(allowed)}")
+        if len(values) > 1:
+            raise InvalidRequest(f"query parameter {key!r} is given more than once")
+        params[key] = values[0]
+    return params
+
+
+def bounded_int(name, value, low, high):
+    """value as an int from low to high (a JSON integer or a query string); raises InvalidRequest."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def bounded_seconds(name, text, high):
+    """text as a number of seconds from 0 to high; raises InvalidRequest."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= high:
+        raise InvalidRequest(f"{name} must be a number of seconds from 0 to {high:g}")
+    return value

@@ -1,0 +1,77 @@
+"""The admin blueprint: create, list, inspect and delete queues, plus the public health and API document."""
+
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app
+
+from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
+from queues.errors import InvalidRequest
+from queues.manager import check_queue_name
+from queues.responses import json_response
+from queues.routes import bounded_int, json_object_body, manager, settings
+from queues.schemas import SCHEMA_NAMES
+
+bp = Blueprint("admin", __name__)
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
+CREATE_FIELDS = ("name", "max_messages", "schema")
+
+
+@cache
+def _openapi_document():
+    return OPENAPI_FILE.read_bytes()
+
+
+@bp.get("/health")
+def get_health():
+    snapshotter = current_app.extensions["queues.snapshotter"]
+    failing = snapshotter.last_error is not None
+    body = {
+        "status": "degraded" if failing else "ok",
+        "queues": manager().count(),
+        "snapshot": {
+            "last_saved_at": snapshotter.last_saved_iso(),
+            "last_error": snapshotter.last_error,
+        },
+    }
+    return json_response(body, 503 if failing else 200)
+
+
+@bp.get("/openapi.yaml")
+def get_openapi():
+    return Response(_openapi_document(), mimetype="application/yaml")
+
+
+@bp.get("/queues")
+@auth.login_required(role=ANY_ROLE_WITH_ACCESS)
+def list_queues():
+    return json_response({"queues": manager().list()})
+
+
+@bp.post("/queues")
+@auth.login_required(role=ADMIN)
+def create_queue():
+    body = json_object_body(CREATE_FIELDS)
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise InvalidRequest("name is required and must be a string")
+    check_queue_name(name)
+    ceiling = settings().queues.max_messages
+    max_messages = bounded_int("max_messages", body.get("max_messages", ceiling), 1, ceiling)
+    schema = body.get("schema")
+    if schema is not None and schema not in SCHEMA_NAMES:
+        raise InvalidRequest(f"schema must be one of {', '.join(SCHEMA_NAMES)}, or null")
+    info = manager().create(name, max_messages, schema)
+    return json_response(info, 201, {"Location": f"/queues/{name}"})
+
+
+@bp.get("/queues/<name>")
+@auth.login_required(role=ANY_ROLE_WITH_ACCESS)
+def get_queue(name):
+    return json_response(manager().info(name))
+
+
+@bp.delete("/queues/<name>")
+@auth.login_required(role=ADMIN)
+def delete_queue(name):
+    return json_response({"name": name, "deleted_messages": manager().delete(name)})

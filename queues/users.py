@@ -1,0 +1,122 @@
+"""The users file: YAML of names, roles and salted password hashes, and the command that edits it.
+
+python -m queues.users add NAME --role manager      # prompts for the password
+python -m queues.users remove NAME
+python -m queues.users list
+"""
+
+import argparse
+import getpass
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from werkzeug.security import generate_password_hash
+
+from queues.config import ConfigError, load_config
+
+ROLES_WITH_ACCESS = ("admin", "manager")
+
+
+class UsersFileError(Exception):
+    """A users file that cannot be read or does not have the documented shape."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    password_hash: str
+
+
+def load_users(path):
+    """Read the users file into {name: User}; raises UsersFileError naming the file."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsersFileError(f"{path}: cannot read the users file: {exc}") from exc
+    entries = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(entries, dict):
+        raise UsersFileError(f"{path}: expected a top-level 'users:' mapping")
+    users = {}
+    for name, entry in entries.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("role"), str)
+            and isinstance(entry.get("password_hash"), str)
+        ):
+            raise UsersFileError(f"{path}: user {name!r} needs a 'role' and a 'password_hash' string")
+        users[str(name)] = User(str(name), entry["role"], entry["password_hash"])
+    return users
+
+
+def save_users(path, users):
+    """Write {name: User} to path atomically, so a running server never reads half a file."""
+    path = Path(path)
+    data = {"users": {u.name: {"role": u.role, "password_hash": u.password_hash} for u in users.values()}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yaml.safe_dump(data, out, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_password(from_stdin):
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Repeat password: "):
+        raise UsersFileError("the passwords do not match")
+    return password
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m queues.users", description=__doc__.split("\n")[0])
+    parser.add_argument("--file", help="users file (default: [auth] users_file of the config)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add a user, or change one's role and password")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, help="admin, manager, or any other (no access)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    commands.add_parser("remove", help="remove a user").add_argument("name")
+    commands.add_parser("list", help="list users and roles")
+    return parser
+
+
+def main(argv=None):
+    """Run the users command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        path = Path(args.file) if args.file else load_config().auth.users_file
+        users = load_users(path) if path.exists() or args.command != "add" else {}
+        if args.command == "list":
+            for user in sorted(users.values(), key=lambda u: u.name):
+                print(f"{user.name}\t{user.role}")
+            return 0
+        if args.command == "remove":
+            if users.pop(args.name, None) is None:
+                raise UsersFileError(f"{path}: no user {args.name!r}")
+        else:
+            password = _read_password(args.password_stdin)
+            if not password:
+                raise UsersFileError("the password must not be empty")
+            users[args.name] = User(args.name, args.role, generate_password_hash(password))
+        save_users(path, users)
+    except (ConfigError, UsersFileError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: {args.command} {args.name}: done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

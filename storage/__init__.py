@@ -1,0 +1,1 @@
+"""Durable storage of the queues' state on disk."""

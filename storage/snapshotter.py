@@ -1,0 +1,68 @@
+"""The snapshot thread: saves the manager's state every interval and once more when stopped."""
+
+import logging
+import threading
+import time
+
+from queues.message import iso_timestamp
+from storage.snapshot import SnapshotError, save_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Snapshotter:
+    """Periodically writes manager.snapshot() to path; keeps the last outcome for /health."""
+
+    def __init__(self, manager, path, interval_seconds):
+        self._manager = manager
+        self._path = path
+        self._interval = interval_seconds
+        self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        self._saved_token = None
+        self._thread = threading.Thread(target=self._run, name="snapshotter", daemon=True)
+        self.last_saved_at = None
+        self.last_error = None
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            try:
+                self.save()
+            except Exception:
+                log.exception("snapshot thread: unexpected error; will try again")
+
+    def save(self):
+        """Write a snapshot unless nothing changed since the last one; returns True if written."""
+        with self._save_lock:
+            state, token = self._manager.snapshot()
+            if token == self._saved_token and self.last_error is None:
+                return False
+            started = time.perf_counter()
+            try:
+                save_snapshot(self._path, state)
+            except SnapshotError as exc:
+                if self.last_error is None:
+                    log.error("%s; the previous snapshot is kept and the service goes on", exc)
+                self.last_error = str(exc)
+                return False
+            if self.last_error is not None:
+                log.info("snapshot %s written again after failures", self._path)
+            self.last_error = None
+            self._saved_token = token
+            self.last_saved_at = time.time()
+            log.debug("snapshot %s written in %.3f s", self._path, time.perf_counter() - started)
+            return True
+
+    def last_saved_iso(self):
+        """When the last snapshot was written, ISO 8601, or None."""
+        return None if self.last_saved_at is None else iso_timestamp(self.last_saved_at)
+
+    def stop(self):
+        """Stop the thread and write a final snapshot; safe to call more than once."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.save()
