@@ -42,9 +42,15 @@ class Authenticator:
         self._cache = {}
         self._users = load_users(users_file)
         self._stamp = self._file_stamp()
-        self._next_check = time.monotonic() + RELOAD_CHECK_SECONDS
-        # Checked against for unknown names, so a wrong name costs the same time as a wrong password.
-        self._dummy_hash = generate_password_hash(secrets.token_hex(16))
+        self._next_check = 0.0
+        # Checked for unknown names, so a wrong name costs as much time as a wrong password.
+        self._dummy_hash = generate_password_hash(secrets.token_hex(16), method=self._hash_method())
+
+    def _hash_method(self):
+        """The hash method of the users file's first user (werkzeug's default if there is none)."""
+        for user in self._users.values():
+            return user.password_hash.split("$", 1)[0]
+        return "scrypt"
 
     def _file_stamp(self):
         stat = os.stat(self._path)

@@ -49,13 +49,17 @@ class RequestLog:
         self._handler = _DeferredQueueHandler(records)
         self._listener = QueueListener(records, self._file_handler)
         self._listener.start()
+        self._closed = False
 
     def write(self, entry):
         """Queue one entry (a dict of plain types) for writing."""
         self._handler.handle(logging.makeLogRecord({"msg": entry}))
 
     def close(self):
-        """Write what is queued, then stop the writer thread."""
+        """Write what is queued, then stop the writer thread; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
         self._listener.stop()
         self._file_handler.close()
 

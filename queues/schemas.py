@@ -18,10 +18,15 @@ class SchemaFileError(Exception):
 
 
 def _ordered(validator, fields, instance, schema):
-    """x-ordered: the named fields, where present and of one type, must not decrease."""
+    """x-ordered: the named fields, where present and valid themselves, must not decrease."""
     if not validator.is_type(instance, "object"):
         return
-    values = [(f, instance[f]) for f in fields if f in instance]
+    properties = schema.get("properties", {})
+    values = [
+        (f, instance[f])
+        for f in fields
+        if f in instance and validator.evolve(schema=properties.get(f, {})).is_valid(instance[f])
+    ]
     for (first, low), (second, high) in zip(values, values[1:], strict=False):
         if type(low) is type(high) and isinstance(low, str | int | float) and low > high:
             yield ValidationError(f"{first} ({low!r}) must not be after {second} ({high!r})")

@@ -46,12 +46,16 @@ def query_params(allowed):
 
 
 def bounded_int(name, value, low, high):
-    """value as an int from low to high (a JSON integer or a query string); raises InvalidRequest."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
+    """value, a JSON integer (not a boolean), if it is from low to high; raises InvalidRequest."""
     if type(value) is not int or not low <= value <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}")
     return value
+
+
+def query_int(name, text, low, high):
+    """A query parameter as an int from low to high; raises InvalidRequest."""
+    value = int(text) if text.isascii() and text.isdigit() else None
+    return bounded_int(name, value, low, high)
 
 
 def bounded_seconds(name, text, high):

@@ -6,7 +6,7 @@ from queues import jsoncodec, message
 from queues.auth import ANY_ROLE_WITH_ACCESS, auth
 from queues.errors import InvalidRequest
 from queues.responses import json_response, no_content
-from queues.routes import bounded_int, bounded_seconds, json_object_body, manager, query_params, settings
+from queues.routes import bounded_seconds, json_object_body, manager, query_int, query_params, settings
 from queues.schemas import check_messages
 
 bp = Blueprint("messages", __name__)
@@ -46,7 +46,7 @@ def pull_messages(name):
     queues.require(name)
     limits = settings().queues
     params = query_params(("max", "wait"))
-    count = bounded_int("max", params["max"], 1, limits.max_batch) if "max" in params else 1
+    count = query_int("max", params["max"], 1, limits.max_batch) if "max" in params else 1
     wait = bounded_seconds("wait", params["wait"], limits.max_wait_seconds) if "wait" in params else 0.0
     pulled = queues.pull(name, count, wait)
     if not pulled:

@@ -1,0 +1,105 @@
+"""Shared fixtures: a config under tmp_path, a fresh app per test, its client, and credentials."""
+
+import base64
+from pathlib import Path
+
+import pytest
+from werkzeug.security import generate_password_hash
+
+from app import create_app, shutdown
+from queues.config import load_config
+from queues.users import User, save_users
+
+REPO = Path(__file__).resolve().parents[1]
+PASSWORDS = {"admin": "admin-secret-1", "manager": "manager-secret-2", "auditor": "auditor-secret-3"}
+# A real salted hash, with few iterations so that tests stay fast.
+FAST_HASH = "pbkdf2:sha256:1000"
+
+
+def write_users(path, passwords=PASSWORDS):
+    """Write a users file where each user's role is its name."""
+    save_users(
+        path, {n: User(n, n, generate_password_hash(p, method=FAST_HASH)) for n, p in passwords.items()}
+    )
+
+
+def write_config(directory, **sections):
+    """Write directory/config.ini (and users.yaml) with test defaults plus {section: {key: value}}."""
+    values = {
+        "server": {"port": "7500"},
+        "persistence": {"path": "data/queues.pickle", "interval_seconds": "3600"},
+        "auth": {"users_file": "users.yaml"},
+        "logging": {"file": "logs/requests.log", "level": "WARNING"},
+    }
+    for section, keys in sections.items():
+        values.setdefault(section, {}).update({k: str(v) for k, v in keys.items()})
+    text = "".join(
+        f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items())
+        for section, keys in values.items()
+    )
+    path = Path(directory) / "config.ini"
+    path.write_text(text)
+    if not (Path(directory) / "users.yaml").exists():
+        write_users(Path(directory) / "users.yaml")
+    return path
+
+
+def basic(user, password=None):
+    """An Authorization header for user (with its own password unless one is given)."""
+    token = base64.b64encode(f"{user}:{password or PASSWORDS.get(user, 'x')}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build apps from config overrides; every app built is shut down after the test."""
+    apps = []
+
+    def make(**sections):
+        app = create_app(load_config(write_config(tmp_path, **sections)))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        shutdown(app)
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth_header():
+    return basic
+
+
+@pytest.fixture
+def admin(client):
+    """The client, acting as admin: admin.post(path, json=...) etc."""
+    return _ActingClient(client, basic("admin"))
+
+
+@pytest.fixture
+def manager(client):
+    return _ActingClient(client, basic("manager"))
+
+
+class _ActingClient:
+    """A test client that sends one user's credentials with every request."""
+
+    def __init__(self, client, headers):
+        self._client = client
+        self._headers = headers
+
+    def __getattr__(self, method):
+        def call(path, headers=None, **kwargs):
+            return getattr(self._client, method)(path, headers={**self._headers, **(headers or {})}, **kwargs)
+
+        return call

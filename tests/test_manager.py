@@ -1,0 +1,214 @@
+"""QueueManager as plain Python: FIFO, limits, long polls, snapshots, and many threads at once."""
+
+import threading
+import time
+
+import pytest
+
+from queues import message
+from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
+from queues.manager import QueueManager
+
+
+def bodies(*numbers):
+    return [b'{"n":%d}' % n for n in numbers]
+
+
+def pulled_bodies(stored):
+    return [bytes(s[message.HEADER_SIZE :]) for s in stored]
+
+
+@pytest.fixture
+def manager():
+    qm = QueueManager()
+    qm.create("q", max_messages=10)
+    return qm
+
+
+def test_pull_returns_messages_in_push_order(manager):
+    manager.push("q", bodies(1))
+    manager.push("q", bodies(2, 3))
+    assert pulled_bodies(manager.pull("q", 10)) == bodies(1, 2, 3)
+
+
+def test_push_returns_distinct_increasing_ids_and_the_size(manager):
+    ids, size = manager.push("q", bodies(1, 2, 3))
+    assert size == 3
+    assert len(set(ids)) == 3 and ids == sorted(ids)
+    assert [message.format_id(message.message_id(s)) for s in manager.pull("q", 3)] == ids
+
+
+def test_batch_that_does_not_fit_is_refused_whole(manager):
+    manager.push("q", bodies(*range(8)))
+    with pytest.raises(QueueFull):
+        manager.push("q", bodies(8, 9, 10))
+    assert manager.info("q")["size"] == 8
+    manager.push("q", bodies(8, 9))
+    assert manager.info("q")["size"] == 10
+
+
+def test_create_twice_raises_queue_exists(manager):
+    with pytest.raises(QueueExists):
+        manager.create("q", 5)
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a/b", "a b", "a" * 65, None, "é"])
+def test_bad_names_raise_invalid_queue_name_before_lookup(manager, name):
+    with pytest.raises(InvalidQueueName):
+        manager.info(name)
+
+
+def test_operations_on_a_missing_queue_raise_queue_not_found(manager):
+    for call in (
+        lambda: manager.push("x", bodies(1)),
+        lambda: manager.pull("x"),
+        lambda: manager.delete("x"),
+    ):
+        with pytest.raises(QueueNotFound):
+            call()
+
+
+def test_delete_returns_the_number_of_messages_and_forgets_them(manager):
+    manager.push("q", bodies(1, 2))
+    assert manager.delete("q") == 2
+    manager.create("q", 10)
+    assert manager.pull("q") == []
+
+
+def test_waiting_pull_is_woken_by_a_push():
+    qm = QueueManager()
+    qm.create("q", 10)
+    result = {}
+
+    def pull():
+        started = time.monotonic()
+        result["messages"] = qm.pull("q", 1, wait=10)
+        result["elapsed"] = time.monotonic() - started
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    time.sleep(0.2)
+    qm.push("q", bodies(7))
+    puller.join(5)
+    assert pulled_bodies(result["messages"]) == bodies(7)
+    assert result["elapsed"] < 5
+
+
+def test_waiting_pull_of_a_deleted_queue_raises_queue_not_found():
+    qm = QueueManager()
+    qm.create("q", 10)
+    errors = []
+
+    def pull():
+        try:
+            qm.pull("q", 1, wait=10)
+        except QueueNotFound as exc:
+            errors.append(exc)
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    time.sleep(0.2)
+    qm.delete("q")
+    puller.join(5)
+    assert len(errors) == 1
+
+
+def test_one_push_of_many_wakes_as_many_waiting_pullers():
+    qm = QueueManager()
+    qm.create("q", 10)
+    got = []
+    pullers = [threading.Thread(target=lambda: got.append(qm.pull("q", 1, wait=10))) for _ in range(3)]
+    for t in pullers:
+        t.start()
+    time.sleep(0.2)
+    qm.push("q", bodies(1, 2, 3))
+    for t in pullers:
+        t.join(5)
+    assert sorted(b for batch in got for b in pulled_bodies(batch)) == bodies(1, 2, 3)
+
+
+def test_release_waits_ends_long_polls_at_once_with_nothing():
+    qm = QueueManager()
+    qm.create("q", 10)
+    got = []
+    puller = threading.Thread(target=lambda: got.append(qm.pull("q", 1, wait=10)))
+    puller.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    qm.release_waits()
+    puller.join(5)
+    assert got == [[]] and time.monotonic() - started < 2
+
+
+def test_closed_manager_refuses_changes_and_keeps_its_state(manager):
+    manager.push("q", bodies(1))
+    manager.close()
+    with pytest.raises(StorageUnavailable):
+        manager.push("q", bodies(2))
+    with pytest.raises(StorageUnavailable):
+        manager.pull("q")
+    with pytest.raises(StorageUnavailable):
+        manager.create("r", 1)
+    assert manager.info("q")["size"] == 1
+
+
+def test_snapshot_and_restore_keep_queues_messages_order_and_counters(manager):
+    manager.create("empty", 3, schema="job")
+    manager.push("q", bodies(1, 2, 3))
+    manager.pull("q")
+    state, _ = manager.snapshot()
+    restored = QueueManager.restore(state)
+    assert restored.list() == manager.list()
+    assert pulled_bodies(restored.pull("q", 10)) == bodies(2, 3)
+    new_ids, _ = restored.push("q", bodies(4))
+    old_ids = [message.format_id(message.message_id(s)) for s in state["queues"][1]["messages"]]
+    assert new_ids[0] > max(old_ids)
+
+
+def test_snapshot_token_changes_only_when_state_changes(manager):
+    _, first = manager.snapshot()
+    assert manager.snapshot()[1] == first
+    manager.push("q", bodies(1))
+    _, second = manager.snapshot()
+    assert second != first
+    manager.pull("q")
+    _, third = manager.snapshot()
+    assert third != second
+    manager.info("q")
+    manager.pull("q")  # the queue is empty: nothing changes
+    assert manager.snapshot()[1] == third
+
+
+def test_threads_pushing_and_pulling_deliver_every_message_exactly_once():
+    qm = QueueManager()
+    qm.create("q", 100_000)
+    producers, consumers, per_producer = 4, 4, 2000
+    consumed = [[] for _ in range(consumers)]
+    done = threading.Event()
+
+    def produce(p):
+        for i in range(0, per_producer, 10):
+            qm.push("q", [b'{"p":%d,"i":%d}' % (p, j) for j in range(i, i + 10)])
+
+    def consume(c):
+        while True:
+            got = qm.pull("q", 7, wait=0.05)
+            consumed[c].extend(pulled_bodies(got))
+            if not got and done.is_set():
+                return
+
+    threads = [threading.Thread(target=consume, args=(c,)) for c in range(consumers)]
+    pushers = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    for t in threads + pushers:
+        t.start()
+    for t in pushers:
+        t.join(30)
+    done.set()
+    for t in threads:
+        t.join(30)
+    everything = [m for stream in consumed for m in stream]
+    assert len(everything) == len(set(everything)) == producers * per_producer
+    for stream in consumed:
+        for p in range(producers):
+            mine = [m for m in stream if m.startswith(b'{"p":%d,' % p)]
+            assert mine == sorted(mine, key=lambda m: int(m.split(b'"i":')[1][:-1]))

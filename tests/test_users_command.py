@@ -1,0 +1,89 @@
+"""The users command: add, change, remove and list users without editing hashes by hand."""
+
+import io
+import subprocess
+import sys
+
+import yaml
+from werkzeug.security import check_password_hash
+
+from queues.users import load_users, main
+from tests.conftest import REPO
+
+
+def run(argv, stdin="", monkeypatch=None):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    return main(argv)
+
+
+def test_add_stores_a_salted_hash_and_never_the_password(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    assert (
+        run(
+            ["--file", str(path), "add", "carol", "--role", "manager", "--password-stdin"],
+            "s3cret!\n",
+            monkeypatch,
+        )
+        == 0
+    )
+    user = load_users(path)["carol"]
+    assert user.role == "manager" and check_password_hash(user.password_hash, "s3cret!")
+    assert "s3cret!" not in path.read_text()
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_add_of_an_existing_user_changes_role_and_password_and_keeps_others(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    run(["--file", str(path), "add", "carol", "--role", "manager", "--password-stdin"], "one\n", monkeypatch)
+    run(["--file", str(path), "add", "dave", "--role", "admin", "--password-stdin"], "two\n", monkeypatch)
+    run(["--file", str(path), "add", "carol", "--role", "admin", "--password-stdin"], "three\n", monkeypatch)
+    users = load_users(path)
+    assert users["carol"].role == "admin" and check_password_hash(users["carol"].password_hash, "three")
+    assert check_password_hash(users["dave"].password_hash, "two")
+
+
+def test_remove_and_list(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "users.yaml"
+    run(["--file", str(path), "add", "carol", "--role", "manager", "--password-stdin"], "x\n", monkeypatch)
+    run(["--file", str(path), "add", "dave", "--role", "admin", "--password-stdin"], "y\n", monkeypatch)
+    assert run(["--file", str(path), "remove", "carol"], "", monkeypatch) == 0
+    capsys.readouterr()
+    run(["--file", str(path), "list"], "", monkeypatch)
+    assert capsys.readouterr().out == "dave\tadmin\n"
+    assert set(yaml.safe_load(path.read_text())["users"]) == {"dave"}
+
+
+def test_errors_exit_non_zero_with_a_message(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "users.yaml"
+    assert run(["--file", str(path), "remove", "ghost"], "", monkeypatch) == 1
+    assert (
+        run(["--file", str(path), "add", "x", "--role", "admin", "--password-stdin"], "\n", monkeypatch) == 1
+    )
+    assert "must not be empty" in capsys.readouterr().err
+
+
+def test_runs_as_a_module_from_the_command_line(tmp_path):
+    path = tmp_path / "users.yaml"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "queues.users",
+            "--file",
+            str(path),
+            "add",
+            "erin",
+            "--role",
+            "manager",
+            "--password-stdin",
+        ],
+        input="pw-erin\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pw-erin" not in result.stdout + result.stderr
+    assert check_password_hash(load_users(path)["erin"].password_hash, "pw-erin")
