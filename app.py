@@ -13,6 +13,7 @@ from queues.manager import SNAPSHOT_VERSION, QueueManager
 from queues.request_log import RequestLog
 from queues.routes import admin, messages
 from queues.schemas import SchemaFileError, load_schemas
+from queues.sweeper import LeaseSweeper
 from queues.users import UsersFileError
 from storage.snapshot import SnapshotError, load_snapshot
 from storage.snapshotter import Snapshotter
@@ -66,12 +67,15 @@ def create_app(config=None):
 
     snapshotter = Snapshotter(manager, config.persistence.path, config.persistence.interval_seconds)
     app.extensions["queues.snapshotter"] = snapshotter
+    app.extensions["queues.sweeper"] = LeaseSweeper(manager)
     snapshotter.start()
+    app.extensions["queues.sweeper"].start()
     return app
 
 
 def shutdown(app):
     """Stop taking changes, write the final snapshot and flush the request log."""
+    app.extensions["queues.sweeper"].stop()
     app.extensions["queues.manager"].close()
     app.extensions["queues.snapshotter"].stop()
     app.extensions["queues.request_log"].close()

@@ -58,6 +58,14 @@ class QueueFull(QueueServiceError):
     status, code = 409, "queue_full"
 
 
+class QueueInUse(QueueServiceError):
+    status, code = 409, "queue_in_use"
+
+
+class ReceiptInvalid(QueueServiceError):
+    status, code = 409, "receipt_invalid"
+
+
 class StorageUnavailable(QueueServiceError):
     status, code = 503, "storage_unavailable"
 

@@ -1,24 +1,28 @@
-"""The in-memory queues: a thread-safe registry of FIFO queues of stored messages.
+"""The in-memory queue backend: a thread-safe registry of queues (see queues.fifo for one queue).
 
-Locking: the registry lock guards the dict of queues; each queue's lock guards its messages and
-counters. The registry lock is always taken before a queue lock, never the other way round, and no
-I/O happens while either is held.
+Locking: the registry lock guards the dict of queues; each queue's lock guards that queue. Locks
+are taken registry first, then a queue, then (only to move dead letters) that queue's dead-letter
+queue, which never has a dead-letter queue of its own, so no cycle can form. No I/O happens while
+any of them is held.
 """
 
 import itertools
 import re
 import threading
 import time
-from collections import deque
 
 from queues import message
 from queues.errors import (
     InvalidQueueName,
+    InvalidRequest,
     QueueExists,
     QueueFull,
+    QueueInUse,
     QueueNotFound,
+    ReceiptInvalid,
     StorageUnavailable,
 )
+from queues.fifo import Queue
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SNAPSHOT_VERSION = 1
@@ -36,58 +40,11 @@ def _id_floor():
     return time.time_ns() // 1000
 
 
-class Queue:
-    """One FIFO queue; every attribute but name is guarded by lock."""
-
-    def __init__(self, name, max_messages, schema, created_at, pushed_total=0, pulled_total=0):
-        self.name = name
-        self.max_messages = max_messages
-        self.schema = schema
-        self.created_at = created_at
-        self.pushed_total = pushed_total
-        self.pulled_total = pulled_total
-        self.messages = deque()
-        self.deleted = False
-        self.changes = 0
-        self.lock = threading.Lock()
-        self.not_empty = threading.Condition(self.lock)
-
-    def info(self):
-        """QueueInfo as the API shows it; the caller holds lock."""
-        return {
-            "name": self.name,
-            "size": len(self.messages),
-            "max_messages": self.max_messages,
-            "schema": self.schema,
-            "created_at": message.iso_timestamp(self.created_at),
-            "pushed_total": self.pushed_total,
-            "pulled_total": self.pulled_total,
-        }
-
-    def settings(self):
-        """Everything but the messages, as plain types; the caller holds lock."""
-        return {
-            "name": self.name,
-            "max_messages": self.max_messages,
-            "schema": self.schema,
-            "created_at": self.created_at,
-            "pushed_total": self.pushed_total,
-            "pulled_total": self.pulled_total,
-        }
-
-    def take(self, count):
-        """Remove and return up to count messages from the head; the caller holds lock."""
-        taken = [self.messages.popleft() for _ in range(min(count, len(self.messages)))]
-        if taken:
-            self.pulled_total += len(taken)
-            self.changes += 1
-        return taken
-
-
 class QueueManager:
     """All queues of the service. Thread-safe; raises the API's errors (QueueNotFound, QueueFull...)."""
 
-    def __init__(self, next_id=None):
+    def __init__(self, next_id=None, clock=time.time):
+        self._clock = clock  # wall-clock seconds; tests pass a fake one to step through leases
         self._queues = {}
         self._lock = threading.Lock()
         self._registry_changes = 0
@@ -97,17 +54,31 @@ class QueueManager:
 
     def _all_queues(self):
         with self._lock:
-            return sorted(self._queues.items())
+            return [queue for _, queue in sorted(self._queues.items())]
+
+    def _get(self, name):
+        check_queue_name(name)
+        with self._lock:
+            queue = self._queues.get(name)
+        if queue is None:
+            raise QueueNotFound(name)
+        return queue
 
     def _check_open(self):
         """Raise StorageUnavailable after close(); callers hold the lock of what they change."""
         if self._closed:
             raise StorageUnavailable("the service is shutting down; nothing was changed")
 
+    def _check_live(self, queue):
+        """Raise unless queue may change now; the caller holds queue.lock."""
+        self._check_open()
+        if queue.deleted:
+            raise QueueNotFound(queue.name)
+
     def release_waits(self):
         """End every long poll now and let none start: used when the server begins to stop."""
         self._waits_released = True
-        for _, queue in self._all_queues():
+        for queue in self._all_queues():
             with queue.lock:
                 queue.not_empty.notify_all()
 
@@ -121,14 +92,6 @@ class QueueManager:
         with self._lock:
             return len(self._queues)
 
-    def _get(self, name):
-        check_queue_name(name)
-        with self._lock:
-            queue = self._queues.get(name)
-        if queue is None:
-            raise QueueNotFound(name)
-        return queue
-
     def require(self, name):
         """Raise InvalidQueueName or QueueNotFound unless the queue exists."""
         self._get(name)
@@ -137,32 +100,48 @@ class QueueManager:
         """The name of the queue's message schema, or None."""
         return self._get(name).schema
 
-    def create(self, name, max_messages, schema=None):
-        """Create an empty queue and return its info; raises QueueExists."""
+    def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None):
+        """Create an empty queue and return its info; raises QueueExists or InvalidRequest."""
         check_queue_name(name)
-        queue = Queue(name, max_messages, schema, created_at=time.time())
+        queue = Queue(name, max_messages, schema, self._clock(), max_deliveries, dead_letter_queue)
         with self._lock:
             self._check_open()
             if name in self._queues:
                 raise QueueExists(name)
+            if dead_letter_queue is not None:
+                queue.dead_letter_target = self._dead_letter_target(dead_letter_queue)
             self._queues[name] = queue
             self._registry_changes += 1
         with queue.lock:
             return queue.info()
+
+    def _dead_letter_target(self, name):
+        """The queue named as a dead-letter queue, if it may be one; the caller holds the registry lock."""
+        target = self._queues.get(name)
+        if target is None:
+            raise InvalidRequest(f"dead_letter_queue '{name}' does not exist; create it first")
+        if target.dead_letter_queue is not None:
+            raise InvalidRequest(
+                f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed"
+            )
+        return target
 
     def delete(self, name):
         """Delete a queue with its messages; return how many messages went with it."""
         check_queue_name(name)
         with self._lock:
             self._check_open()
-            queue = self._queues.pop(name, None)
+            queue = self._queues.get(name)
             if queue is None:
                 raise QueueNotFound(name)
+            users = sorted(q.name for q in self._queues.values() if q.dead_letter_queue == name)
+            if users:
+                raise QueueInUse(f"queue '{name}' is the dead-letter queue of {', '.join(users)}")
+            del self._queues[name]
             self._registry_changes += 1
             with queue.lock:
                 queue.deleted = True
-                deleted = len(queue.messages)
-                queue.messages.clear()
+                deleted = queue.clear()
                 queue.not_empty.notify_all()
         return deleted
 
@@ -170,14 +149,17 @@ class QueueManager:
         """The queue's QueueInfo."""
         queue = self._get(name)
         with queue.lock:
+            self._expire(queue, self._clock())
             return queue.info()
 
     def list(self):
         """QueueInfo of every queue, sorted by name (code point order)."""
         infos = []
-        for _, queue in self._all_queues():
+        now = self._clock()
+        for queue in self._all_queues():
             with queue.lock:
                 if not queue.deleted:
+                    self._expire(queue, now)
                     infos.append(queue.info())
         return infos
 
@@ -185,42 +167,119 @@ class QueueManager:
         """Append the JSON bodies in order, all or none; return (ids, size after)."""
         queue = self._get(name)
         ids = [next(self._ids) for _ in bodies]
-        stored = list(map(message.pack, ids, itertools.repeat(time.time()), bodies))
+        stored = list(map(message.pack, ids, itertools.repeat(self._clock()), bodies))
         with queue.lock:
-            self._check_open()
-            if queue.deleted:
-                raise QueueNotFound(name)
-            room = queue.max_messages - len(queue.messages)
-            if len(bodies) > room:
+            self._check_live(queue)
+            if len(bodies) > queue.max_messages - queue.size():
                 raise QueueFull(
-                    f"queue '{name}' holds {len(queue.messages)} of {queue.max_messages} messages; "
+                    f"queue '{name}' holds {queue.size()} of {queue.max_messages} messages; "
                     f"{len(bodies)} more do not fit"
                 )
-            queue.messages.extend(stored)
-            queue.pushed_total += len(bodies)
-            queue.changes += 1
-            size = len(queue.messages)
-            queue.not_empty.notify(len(bodies))
+            queue.append(stored)
+            size = queue.size()
         return [message.format_id(i) for i in ids], size
 
-    def pull(self, name, count=1, wait=0.0):
-        """Remove up to count stored messages from the head, waiting up to wait seconds for one."""
+    def pull(self, name, count=1, wait=0.0, lease=None):
+        """Hand out up to count messages from the head, waiting up to wait seconds for one.
+
+        Without lease they are removed; with lease (seconds) they stay in flight until acked.
+        Returns their pulled forms as JSON bytes.
+        """
         queue = self._get(name)
         deadline = time.monotonic() + wait
         with queue.lock:
+            self._expire(queue, self._clock())
             while not (queue.messages or queue.deleted or self._waits_released):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 queue.not_empty.wait(remaining)
-            self._check_open()
-            if queue.deleted:
-                raise QueueNotFound(name)
-            taken = queue.take(count)
-            if taken and queue.messages:
-                # notify() woke one waiter per pushed message; pass on any it did not consume.
+            self._check_live(queue)
+            if lease is None:
+                handed_out = queue.take(count)
+            else:
+                handed_out = queue.lease(count, self._clock() + lease)
+            if handed_out and queue.messages:
+                # A push notifies one waiter per message; pass on what this one did not take.
                 queue.not_empty.notify()
-        return taken
+        if lease is None:
+            return [message.render(stored) for stored in handed_out]
+        return [leased.render() for leased in handed_out]
+
+    def ack(self, name, receipts):
+        """End these leases for good, all or none; returns how many. Raises ReceiptInvalid."""
+        queue = self._get(name)
+        with queue.lock:
+            self._check_live(queue)
+            self._expire(queue, self._clock())
+            unknown = [i for i, receipt in enumerate(receipts) if receipt not in queue.leases]
+            if unknown or len(set(receipts)) != len(receipts):
+                raise ReceiptInvalid(
+                    "unknown, expired or repeated receipt(s); nothing was acknowledged",
+                    [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in unknown],
+                )
+            for receipt in receipts:
+                queue.end_lease(receipt)
+            queue.acked_total += len(receipts)
+        return len(receipts)
+
+    def nack(self, name, receipt):
+        """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+        queue = self._get(name)
+        with queue.lock:
+            self._check_live(queue)
+            self._expire(queue, self._clock())
+            lease = queue.end_lease(receipt)
+            if lease is None:
+                raise ReceiptInvalid("unknown or expired receipt")
+            dead = self._return(queue, [lease])
+        return {
+            "id": message.format_id(message.message_id(lease.stored)),
+            "deliveries": lease.deliveries,
+            "dead_lettered": bool(dead),
+        }
+
+    def extend(self, name, receipt, seconds):
+        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry."""
+        queue = self._get(name)
+        with queue.lock:
+            self._check_live(queue)
+            now = self._clock()
+            self._expire(queue, now)
+            lease = queue.extend(receipt, now + seconds)
+            if lease is None:
+                raise ReceiptInvalid("unknown or expired receipt")
+        return {
+            "id": message.format_id(message.message_id(lease.stored)),
+            "receipt": receipt,
+            "lease_expires_at": message.iso_timestamp(lease.expires_at),
+        }
+
+    def expire_leases(self):
+        """Return every expired lease's message to its queue (or dead-letter queue)."""
+        now = self._clock()
+        for queue in self._all_queues():
+            with queue.lock:
+                if not (queue.deleted or self._closed):
+                    self._expire(queue, now)
+
+    def _expire(self, queue, now):
+        """The caller holds queue.lock."""
+        if queue.leases:
+            self._return(queue, queue.expired(now))
+
+    def _return(self, queue, leases):
+        """Put ended leases back at the head, or dead-letter those out of deliveries; the caller
+        holds queue.lock. Returns the dead-lettered ones."""
+        limit = queue.max_deliveries
+        dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
+        queue.put_back([lease for lease in leases if not (limit is not None and lease.deliveries >= limit)])
+        if dead:
+            # The target cannot be deleted while this queue names it, so its reference stays valid.
+            with queue.dead_letter_target.lock:
+                queue.dead_letter_target.add_dead_letters(dead)
+            queue.dead_lettered_total += len(dead)
+        return dead
 
     def snapshot(self):
         """Copy the whole state as plain types, each queue under its lock; returns (state, token).
@@ -228,33 +287,24 @@ class QueueManager:
         token changes whenever the state does, so an unchanged state need not be written again.
         """
         with self._lock:
-            queues = sorted(self._queues.items())
+            queues = [queue for _, queue in sorted(self._queues.items())]
             token = [self._registry_changes]
-        state_queues = []
-        for _, queue in queues:
+        saved = []
+        for queue in queues:
             with queue.lock:
-                settings = queue.settings()
-                settings["messages"] = list(queue.messages)
+                saved.append(queue.settings())
                 token.append(queue.changes)
-            state_queues.append(settings)
         # Drawn after the copy, so every copied id is below it.
-        next_id = next(self._ids)
-        state = {"version": SNAPSHOT_VERSION, "next_id": next_id, "queues": state_queues}
+        state = {"version": SNAPSHOT_VERSION, "next_id": next(self._ids), "queues": saved}
         return state, tuple(token)
 
     @classmethod
-    def restore(cls, state):
-        """A manager holding the state that snapshot() returned."""
-        manager = cls(next_id=state["next_id"])
+    def restore(cls, state, clock=time.time):
+        """A manager holding the state that snapshot() returned; in-flight messages are available."""
+        manager = cls(next_id=state["next_id"], clock=clock)
         for saved in state["queues"]:
-            queue = Queue(
-                saved["name"],
-                saved["max_messages"],
-                saved["schema"],
-                saved["created_at"],
-                saved["pushed_total"],
-                saved["pulled_total"],
-            )
-            queue.messages.extend(saved["messages"])
-            manager._queues[queue.name] = queue
+            manager._queues[saved["name"]] = Queue.from_settings(saved)
+        for queue in manager._queues.values():
+            if queue.dead_letter_queue is not None:
+                queue.dead_letter_target = manager._queues[queue.dead_letter_queue]
         return manager

@@ -38,11 +38,15 @@ def iso_timestamp(epoch_seconds):
     return "%s.%03dZ" % (_iso_second(millis // 1000), millis % 1000)
 
 
-def render(stored):
-    """The pulled form of a stored message as JSON bytes: {"id", "enqueued_at", "message"}."""
+def render(stored, extra=b""):
+    """The pulled form of a stored message as JSON bytes: {"id", "enqueued_at", "message"}.
+
+    extra, if given, is more members (starting with a comma) to add to the object.
+    """
     number, enqueued_at = _HEADER.unpack_from(stored)
-    return b'{"id":"%016x","enqueued_at":"%s","message":%s}' % (
+    return b'{"id":"%016x","enqueued_at":"%s","message":%s%s}' % (
         number,
         iso_timestamp(enqueued_at).encode(),
         memoryview(stored)[HEADER_SIZE:],
+        extra,
     )

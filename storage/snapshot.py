@@ -15,9 +15,14 @@ _SETTINGS_TYPES = {
     "name": str,
     "max_messages": int,
     "schema": (str, type(None)),
+    "max_deliveries": (int, type(None)),
+    "dead_letter_queue": (str, type(None)),
     "created_at": float,
     "pushed_total": int,
     "pulled_total": int,
+    "acked_total": int,
+    "dead_lettered_total": int,
+    "deliveries": dict,
     "size": int,
 }
 

@@ -175,7 +175,10 @@ def test_body_over_max_request_bytes_is_413(make_app, auth_header):
         "wait=21",
         "wait=x",
         "wait=nan",
-        "lease=30",
+        "lease=0",
+        "lease=43201",
+        "lease=1.5",
+        "colour=red",
         "max=1&max=2",
     ],
 )

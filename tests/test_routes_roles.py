@@ -14,6 +14,11 @@ ROUTES = [
     ("delete", "/queues/jobs", None, 200, 403),
     ("post", "/queues/jobs/push", JOB, 201, 201),
     ("post", "/queues/jobs/pull", None, 204, 204),
+    ("post", "/queues/jobs/pull?lease=30", None, 204, 204),
+    # Unknown receipts: a 409 shows that the role check passed.
+    ("post", "/queues/jobs/ack", {"receipt": "r"}, 409, 409),
+    ("post", "/queues/jobs/nack", {"receipt": "r"}, 409, 409),
+    ("post", "/queues/jobs/extend", {"receipt": "r", "lease": 5}, 409, 409),
 ]
 CREDENTIALS = {
     "no credentials": {},

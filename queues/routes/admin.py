@@ -14,7 +14,8 @@ from queues.schemas import SCHEMA_NAMES
 
 bp = Blueprint("admin", __name__)
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
-CREATE_FIELDS = ("name", "max_messages", "schema")
+CREATE_FIELDS = ("name", "max_messages", "schema", "max_deliveries", "dead_letter_queue")
+MAX_DELIVERIES = 1000
 
 
 @cache
@@ -61,7 +62,16 @@ def create_queue():
     schema = body.get("schema")
     if schema is not None and schema not in SCHEMA_NAMES:
         raise InvalidRequest(f"schema must be one of {', '.join(SCHEMA_NAMES)}, or null")
-    info = manager().create(name, max_messages, schema)
+    max_deliveries, dead_letter_queue = body.get("max_deliveries"), body.get("dead_letter_queue")
+    if (max_deliveries is None) != (dead_letter_queue is None):
+        # Without a dead-letter queue, a message out of deliveries would have to be dropped.
+        raise InvalidRequest("max_deliveries and dead_letter_queue go together: give both or neither")
+    if max_deliveries is not None:
+        bounded_int("max_deliveries", max_deliveries, 1, MAX_DELIVERIES)
+        if not isinstance(dead_letter_queue, str):
+            raise InvalidRequest("dead_letter_queue must be the name of an existing queue")
+        check_queue_name(dead_letter_queue)
+    info = manager().create(name, max_messages, schema, max_deliveries, dead_letter_queue)
     return json_response(info, 201, {"Location": f"/queues/{name}"})
 
 

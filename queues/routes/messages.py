@@ -2,11 +2,19 @@
 
 from flask import Blueprint, current_app
 
-from queues import jsoncodec, message
+from queues import jsoncodec
 from queues.auth import ANY_ROLE_WITH_ACCESS, auth
 from queues.errors import InvalidRequest
 from queues.responses import json_response, no_content
-from queues.routes import bounded_seconds, json_object_body, manager, query_int, query_params, settings
+from queues.routes import (
+    bounded_int,
+    bounded_seconds,
+    json_object_body,
+    manager,
+    query_int,
+    query_params,
+    settings,
+)
 from queues.schemas import check_messages
 
 bp = Blueprint("messages", __name__)
@@ -45,13 +53,57 @@ def pull_messages(name):
     queues = manager()
     queues.require(name)
     limits = settings().queues
-    params = query_params(("max", "wait"))
+    params = query_params(("max", "wait", "lease"))
     count = query_int("max", params["max"], 1, limits.max_batch) if "max" in params else 1
     wait = bounded_seconds("wait", params["wait"], limits.max_wait_seconds) if "wait" in params else 0.0
-    pulled = queues.pull(name, count, wait)
+    lease = query_int("lease", params["lease"], 1, limits.max_lease_seconds) if "lease" in params else None
+    pulled = queues.pull(name, count, wait, lease)
     if not pulled:
         return no_content()
-    rendered = [message.render(stored) for stored in pulled]
     if "max" not in params:
-        return json_response(rendered[0])
-    return json_response(b'{"messages":[' + b",".join(rendered) + b"]}")
+        return json_response(pulled[0])
+    return json_response(b'{"messages":[' + b",".join(pulled) + b"]}")
+
+
+def _receipt(value, field="receipt"):
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{field}' must be a non-empty string")
+    return value
+
+
+@bp.post("/queues/<name>/ack")
+@auth.login_required(role=ANY_ROLE_WITH_ACCESS)
+def ack_messages(name):
+    queues = manager()
+    queues.require(name)
+    body = json_object_body(("receipt", "receipts"))
+    if ("receipt" in body) == ("receipts" in body):
+        raise InvalidRequest("the body needs exactly one of 'receipt' or 'receipts'")
+    if "receipt" in body:
+        receipts = [_receipt(body["receipt"])]
+    else:
+        receipts = body["receipts"]
+        if not isinstance(receipts, list) or not 0 < len(receipts) <= settings().queues.max_batch:
+            raise InvalidRequest(f"'receipts' must be a list of 1 to {settings().queues.max_batch} receipts")
+        receipts = [_receipt(r, "receipts") for r in receipts]
+    return json_response({"acked": queues.ack(name, receipts)})
+
+
+@bp.post("/queues/<name>/nack")
+@auth.login_required(role=ANY_ROLE_WITH_ACCESS)
+def nack_message(name):
+    queues = manager()
+    queues.require(name)
+    body = json_object_body(("receipt",))
+    return json_response(queues.nack(name, _receipt(body.get("receipt"))))
+
+
+@bp.post("/queues/<name>/extend")
+@auth.login_required(role=ANY_ROLE_WITH_ACCESS)
+def extend_lease(name):
+    queues = manager()
+    queues.require(name)
+    body = json_object_body(("receipt", "lease"))
+    receipt = _receipt(body.get("receipt"))
+    lease = bounded_int("lease", body.get("lease"), 1, settings().queues.max_lease_seconds)
+    return json_response(queues.extend(name, receipt, lease))

@@ -1,0 +1,211 @@
+"""One queue's state: available messages in FIFO order, and leased (in-flight) messages.
+
+Nothing here locks: every method expects the caller (QueueManager) to hold the queue's lock.
+"""
+
+import heapq
+import secrets
+import threading
+from collections import deque
+
+from queues import message
+
+
+class Lease:
+    """A message handed out on a lease, hidden from other pullers until acked, nacked or expired."""
+
+    __slots__ = ("stored", "receipt", "expires_at", "deliveries")
+
+    def __init__(self, stored, receipt, expires_at, deliveries):
+        self.stored = stored
+        self.receipt = receipt
+        self.expires_at = expires_at
+        self.deliveries = deliveries
+
+    def render(self):
+        """The pulled form with the lease fields, as JSON bytes."""
+        extra = b',"receipt":"%s","lease_expires_at":"%s","deliveries":%d' % (
+            self.receipt.encode(),
+            message.iso_timestamp(self.expires_at).encode(),
+            self.deliveries,
+        )
+        return message.render(self.stored, extra)
+
+
+class Queue:
+    """One queue's settings, counters and messages; the caller holds lock for every method."""
+
+    def __init__(self, name, max_messages, schema, created_at, max_deliveries=None, dead_letter_queue=None):
+        self.name = name
+        self.max_messages = max_messages
+        self.schema = schema
+        self.created_at = created_at
+        self.max_deliveries = max_deliveries
+        self.dead_letter_queue = dead_letter_queue
+        self.dead_letter_target = None  # the Queue named by dead_letter_queue, set by the manager
+        self.pushed_total = 0
+        self.pulled_total = 0
+        self.acked_total = 0
+        self.dead_lettered_total = 0
+        self.messages = deque()
+        # Delivery counts of available messages that were leased before (by message id).
+        self.deliveries = {}
+        self.leases = {}
+        self._expiries = []  # heap of (expires_at, receipt); entries go stale on ack or extend
+        self.deleted = False
+        self.changes = 0
+        self.lock = threading.Lock()
+        self.not_empty = threading.Condition(self.lock)
+
+    def size(self):
+        """Messages held, leased ones included: what max_messages limits."""
+        return len(self.messages) + len(self.leases)
+
+    def info(self):
+        """QueueInfo as the API shows it."""
+        return {
+            "name": self.name,
+            "size": self.size(),
+            "in_flight": len(self.leases),
+            "max_messages": self.max_messages,
+            "schema": self.schema,
+            "max_deliveries": self.max_deliveries,
+            "dead_letter_queue": self.dead_letter_queue,
+            "created_at": message.iso_timestamp(self.created_at),
+            "pushed_total": self.pushed_total,
+            "pulled_total": self.pulled_total,
+            "acked_total": self.acked_total,
+            "dead_lettered_total": self.dead_lettered_total,
+        }
+
+    def append(self, stored):
+        """Add stored messages at the tail."""
+        self.messages.extend(stored)
+        self.pushed_total += len(stored)
+        self.changes += 1
+        self.not_empty.notify(len(stored))
+
+    def take(self, count):
+        """Remove and return up to count messages from the head, for good."""
+        taken = [self.messages.popleft() for _ in range(min(count, len(self.messages)))]
+        if taken:
+            if self.deliveries:
+                for stored in taken:
+                    self.deliveries.pop(message.message_id(stored), None)
+            self.pulled_total += len(taken)
+            self.changes += 1
+        return taken
+
+    def lease(self, count, expires_at):
+        """Move up to count messages from the head into flight until expires_at; returns the Leases."""
+        leases = []
+        for _ in range(min(count, len(self.messages))):
+            stored = self.messages.popleft()
+            deliveries = self.deliveries.pop(message.message_id(stored), 0) + 1
+            lease = Lease(stored, secrets.token_urlsafe(12), expires_at, deliveries)
+            self.leases[lease.receipt] = lease
+            heapq.heappush(self._expiries, (expires_at, lease.receipt))
+            leases.append(lease)
+        if leases:
+            self.pulled_total += len(leases)
+            self.changes += 1
+        return leases
+
+    def end_lease(self, receipt):
+        """Remove and return the Lease of receipt, or None if there is none."""
+        lease = self.leases.pop(receipt, None)
+        if lease is not None:
+            self.changes += 1
+            self._drop_stale_expiries()
+        return lease
+
+    def _drop_stale_expiries(self):
+        # Acked leases leave their heap entries behind until they come due; with long leases that
+        # could be hours of entries, so rebuild the heap once most of it is stale.
+        if len(self._expiries) > 2 * len(self.leases) + 1024:
+            self._expiries = [(lease.expires_at, lease.receipt) for lease in self.leases.values()]
+            heapq.heapify(self._expiries)
+
+    def extend(self, receipt, expires_at):
+        """Move the lease's expiry; returns the Lease, or None if there is none."""
+        lease = self.leases.get(receipt)
+        if lease is not None:
+            lease.expires_at = expires_at
+            heapq.heappush(self._expiries, (expires_at, receipt))
+            self.changes += 1
+            self._drop_stale_expiries()
+        return lease
+
+    def expired(self, now):
+        """Remove and return the Leases that ended at or before now."""
+        ended = []
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, receipt = heapq.heappop(self._expiries)
+            lease = self.leases.get(receipt)
+            if lease is not None and lease.expires_at == expires_at:
+                ended.append(self.end_lease(receipt))
+        return ended
+
+    def put_back(self, leases):
+        """Return ended leases' messages to the head, oldest first, keeping their delivery counts."""
+        for lease in sorted(leases, key=lambda lease: message.message_id(lease.stored), reverse=True):
+            self.messages.appendleft(lease.stored)
+            self.deliveries[message.message_id(lease.stored)] = lease.deliveries
+        if leases:
+            self.changes += 1
+            self.not_empty.notify(len(leases))
+
+    def add_dead_letters(self, leases):
+        """Append messages that ran out of deliveries elsewhere; a dead letter is never refused."""
+        self.messages.extend(lease.stored for lease in leases)
+        self.pushed_total += len(leases)
+        self.changes += 1
+        self.not_empty.notify(len(leases))
+
+    def clear(self):
+        """Drop every message, leased ones included; returns how many there were."""
+        count = self.size()
+        self.messages.clear()
+        self.leases.clear()
+        self.deliveries.clear()
+        self._expiries.clear()
+        return count
+
+    def settings(self):
+        """Everything to save: settings, counters, and messages with in-flight ones available again."""
+        in_flight = sorted(self.leases.values(), key=lambda lease: message.message_id(lease.stored))
+        deliveries = dict(self.deliveries)
+        deliveries.update((message.message_id(lease.stored), lease.deliveries) for lease in in_flight)
+        return {
+            "name": self.name,
+            "max_messages": self.max_messages,
+            "schema": self.schema,
+            "max_deliveries": self.max_deliveries,
+            "dead_letter_queue": self.dead_letter_queue,
+            "created_at": self.created_at,
+            "pushed_total": self.pushed_total,
+            "pulled_total": self.pulled_total,
+            "acked_total": self.acked_total,
+            "dead_lettered_total": self.dead_lettered_total,
+            "deliveries": deliveries,
+            "messages": [lease.stored for lease in in_flight] + list(self.messages),
+        }
+
+    @classmethod
+    def from_settings(cls, saved):
+        """The queue that settings() described, every message available."""
+        queue = cls(
+            saved["name"],
+            saved["max_messages"],
+            saved["schema"],
+            saved["created_at"],
+            saved["max_deliveries"],
+            saved["dead_letter_queue"],
+        )
+        queue.pushed_total = saved["pushed_total"]
+        queue.pulled_total = saved["pulled_total"]
+        queue.acked_total = saved["acked_total"]
+        queue.dead_lettered_total = saved["dead_lettered_total"]
+        queue.deliveries = dict(saved["deliveries"])
+        queue.messages.extend(saved["messages"])
+        return queue
