@@ -9,19 +9,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from queues import auth, request_log
 from queues.config import ConfigError, load_config
 from queues.errors import register_error_handlers
-from queues.manager import SNAPSHOT_VERSION, QueueManager
 from queues.request_log import RequestLog
 from queues.routes import admin, messages
 from queues.schemas import SchemaFileError, load_schemas
 from queues.sweeper import LeaseSweeper
 from queues.users import UsersFileError
-from storage.snapshot import SnapshotError, load_snapshot
+from storage.journal import JournalError, ignore_file_size_signal
+from storage.recovery import recover
+from storage.snapshot import SnapshotError
 from storage.snapshotter import Snapshotter
 
 # What stops start-up with a one-line message instead of a traceback.
-STARTUP_ERRORS = (ConfigError, SnapshotError, SchemaFileError, UsersFileError)
+STARTUP_ERRORS = (ConfigError, SnapshotError, JournalError, SchemaFileError, UsersFileError, OSError)
 _STDERR_HANDLER = "queues-stderr"
-log = logging.getLogger("queues.app")
 
 
 def _configure_app_log(level):
@@ -36,25 +36,19 @@ def _configure_app_log(level):
             logger.addHandler(handler)
 
 
-def _restore_manager(config):
-    state = load_snapshot(config.persistence.path, SNAPSHOT_VERSION)
-    if state is None:
-        log.info("no snapshot at %s: starting empty", config.persistence.path)
-        return QueueManager()
-    return QueueManager.restore(state)
-
-
 def create_app(config=None):
     """Build the app from config (default: load_config()); raises one of STARTUP_ERRORS."""
     config = config or load_config()
     _configure_app_log(config.logging.level)
     config.persistence.path.parent.mkdir(parents=True, exist_ok=True)
-    manager = _restore_manager(config)
+    ignore_file_size_signal()
+    manager, journal = recover(config.persistence)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.queues.max_request_bytes
     app.extensions["queues.config"] = config
     app.extensions["queues.manager"] = manager
+    app.extensions["queues.journal"] = journal
     app.extensions["queues.schemas"] = load_schemas()
     auth.init_app(app, config.auth.users_file)
     register_error_handlers(app)
@@ -70,6 +64,8 @@ def create_app(config=None):
     app.extensions["queues.sweeper"] = LeaseSweeper(manager)
     snapshotter.start()
     app.extensions["queues.sweeper"].start()
+    if journal is not None:
+        journal.start()
     return app
 
 
@@ -78,4 +74,6 @@ def shutdown(app):
     app.extensions["queues.sweeper"].stop()
     app.extensions["queues.manager"].close()
     app.extensions["queues.snapshotter"].stop()
+    if app.extensions["queues.journal"] is not None:
+        app.extensions["queues.journal"].close()
     app.extensions["queues.request_log"].close()

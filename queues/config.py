@@ -220,10 +220,6 @@ def _check_combinations(config):
         raise ConfigError(
             f"{source}: [storage] backend = 'redis' is not available in this version: expected memory"
         )
-    if config.persistence.journal:
-        raise ConfigError(
-            f"{source}: [persistence] journal = on is not available in this version: expected off"
-        )
     if config.server.workers != 1:
         raise ConfigError(
             f"{source}: [server] workers = {config.server.workers} is not allowed with "

@@ -4,7 +4,6 @@ Nothing here locks: every method expects the caller (QueueManager) to hold the q
 """
 
 import heapq
-import secrets
 import threading
 from collections import deque
 
@@ -96,15 +95,18 @@ class Queue:
             self.changes += 1
         return taken
 
-    def lease(self, count, expires_at):
-        """Move up to count messages from the head into flight until expires_at; returns the Leases."""
+    def lease(self, receipts, expires_at):
+        """Move one head message per receipt into flight until expires_at; returns the Leases.
+
+        The caller makes sure there are at least len(receipts) available messages.
+        """
         leases = []
-        for _ in range(min(count, len(self.messages))):
+        for receipt in receipts:
             stored = self.messages.popleft()
             deliveries = self.deliveries.pop(message.message_id(stored), 0) + 1
-            lease = Lease(stored, secrets.token_urlsafe(12), expires_at, deliveries)
-            self.leases[lease.receipt] = lease
-            heapq.heappush(self._expiries, (expires_at, lease.receipt))
+            lease = Lease(stored, receipt, expires_at, deliveries)
+            self.leases[receipt] = lease
+            heapq.heappush(self._expiries, (expires_at, receipt))
             leases.append(lease)
         if leases:
             self.pulled_total += len(leases)
@@ -136,15 +138,23 @@ class Queue:
             self._drop_stale_expiries()
         return lease
 
-    def expired(self, now):
-        """Remove and return the Leases that ended at or before now."""
-        ended = []
+    def due(self, now):
+        """Unschedule and return the receipts of leases that end at or before now.
+
+        They stay leased until end_lease; schedule() puts them back if they are not ended after all.
+        """
+        receipts = []
         while self._expiries and self._expiries[0][0] <= now:
             expires_at, receipt = heapq.heappop(self._expiries)
             lease = self.leases.get(receipt)
             if lease is not None and lease.expires_at == expires_at:
-                ended.append(self.end_lease(receipt))
-        return ended
+                receipts.append(receipt)
+        return receipts
+
+    def schedule(self, receipts):
+        """Schedule the expiry of these leases again (after due() took them)."""
+        for receipt in receipts:
+            heapq.heappush(self._expiries, (self.leases[receipt].expires_at, receipt))
 
     def put_back(self, leases):
         """Return ended leases' messages to the head, oldest first, keeping their delivery counts."""

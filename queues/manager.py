@@ -1,13 +1,19 @@
 """The in-memory queue backend: a thread-safe registry of queues (see queues.fifo for one queue).
 
 Locking: the registry lock guards the dict of queues; each queue's lock guards that queue. Locks
-are taken registry first, then a queue, then (only to move dead letters) that queue's dead-letter
-queue, which never has a dead-letter queue of its own, so no cycle can form. No I/O happens while
-any of them is held.
+are taken registry first, then queues in LOCK_ORDER, so a queue with a dead-letter queue comes
+before every queue without one: moving dead letters holds a queue's lock, then its dead-letter
+queue's, which never has a dead-letter queue of its own, so no cycle can form.
+
+Every change is checked, then written to the journal (when there is one) while the lock is held,
+then applied; so the journal's order is the order of application, and a change that cannot be
+journaled is not applied. The only I/O under a lock is that one write() into the OS's cache.
 """
 
+import contextlib
 import itertools
 import re
+import secrets
 import threading
 import time
 
@@ -23,6 +29,7 @@ from queues.errors import (
     StorageUnavailable,
 )
 from queues.fifo import Queue
+from storage import journal as journal_format
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SNAPSHOT_VERSION = 1
@@ -32,6 +39,11 @@ def check_queue_name(name):
     """Raise InvalidQueueName unless name matches the contract's pattern."""
     if not isinstance(name, str) or QUEUE_NAME.fullmatch(name) is None:
         raise InvalidQueueName(f"queue name {name!r} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
+
+
+def lock_order(queue):
+    """Sort key for taking several queue locks at once (see the module docstring)."""
+    return (queue.dead_letter_queue is None, queue.name)
 
 
 def _id_floor():
@@ -49,31 +61,48 @@ class QueueManager:
         self._lock = threading.Lock()
         self._registry_changes = 0
         self._ids = itertools.count(max(next_id or 0, _id_floor()))
+        self._journal = None
+        self._generation = 0
         self._closed = False
         self._waits_released = False
 
-    def _all_queues(self):
-        with self._lock:
-            return [queue for _, queue in sorted(self._queues.items())]
+    # --- durability -------------------------------------------------------------------------
 
-    def _get(self, name):
-        check_queue_name(name)
-        with self._lock:
-            queue = self._queues.get(name)
-        if queue is None:
-            raise QueueNotFound(name)
-        return queue
+    def start_journal(self, generation, journal=None):
+        """Write every change to journal (None: journal off) from now on.
 
-    def _check_open(self):
-        """Raise StorageUnavailable after close(); callers hold the lock of what they change."""
+        generation is the journal generation the next snapshot starts, when there is no journal.
+        """
+        self._generation = generation
+        self._journal = journal
+
+    def _write_ahead(self, *record):
+        """Journal a change before applying it; the caller holds the locks of what it changes.
+
+        Returns the record's sequence number (or None without a journal) for _make_durable.
+        """
+        return self._append(journal_format.encode(record) if self._journal else None)
+
+    def _append(self, encoded):
+        """_write_ahead for a record already encoded (a push's, before its lock was taken)."""
         if self._closed:
             raise StorageUnavailable("the service is shutting down; nothing was changed")
+        if encoded is None:
+            return None
+        try:
+            return self._journal.append(encoded)
+        except journal_format.JournalWriteError as exc:
+            raise StorageUnavailable(f"{exc}; nothing was changed") from exc
 
-    def _check_live(self, queue):
-        """Raise unless queue may change now; the caller holds queue.lock."""
-        self._check_open()
-        if queue.deleted:
-            raise QueueNotFound(queue.name)
+    def _make_durable(self, *sequences):
+        """Wait for the fsync the policy asks for; called after the locks are released."""
+        written = [sequence for sequence in sequences if sequence is not None]
+        if not written:
+            return
+        try:
+            self._journal.sync(max(written))
+        except journal_format.JournalWriteError as exc:
+            raise StorageUnavailable(f"{exc}; the change may not survive a crash") from exc
 
     def release_waits(self):
         """End every long poll now and let none start: used when the server begins to stop."""
@@ -86,6 +115,20 @@ class QueueManager:
         """Refuse every change from now on, so a final snapshot misses nothing."""
         self._closed = True
         self.release_waits()
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    def _all_queues(self):
+        with self._lock:
+            return [queue for _, queue in sorted(self._queues.items())]
+
+    def _get(self, name):
+        check_queue_name(name)
+        with self._lock:
+            queue = self._queues.get(name)
+        if queue is None:
+            raise QueueNotFound(name)
+        return queue
 
     def count(self):
         """How many queues there are."""
@@ -100,23 +143,40 @@ class QueueManager:
         """The name of the queue's message schema, or None."""
         return self._get(name).schema
 
-    def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None):
-        """Create an empty queue and return its info; raises QueueExists or InvalidRequest."""
-        check_queue_name(name)
-        queue = Queue(name, max_messages, schema, self._clock(), max_deliveries, dead_letter_queue)
-        with self._lock:
-            self._check_open()
-            if name in self._queues:
-                raise QueueExists(name)
-            if dead_letter_queue is not None:
-                queue.dead_letter_target = self._dead_letter_target(dead_letter_queue)
-            self._queues[name] = queue
-            self._registry_changes += 1
+    def info(self, name):
+        """The queue's QueueInfo."""
+        queue = self._get(name)
         with queue.lock:
             return queue.info()
 
-    def _dead_letter_target(self, name):
-        """The queue named as a dead-letter queue, if it may be one; the caller holds the registry lock."""
+    def list(self):
+        """QueueInfo of every queue, sorted by name (code point order)."""
+        infos = []
+        for queue in self._all_queues():
+            with queue.lock:
+                if not queue.deleted:
+                    infos.append(queue.info())
+        return infos
+
+    # --- queues -----------------------------------------------------------------------------
+
+    def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None):
+        """Create an empty queue and return its info; raises QueueExists or InvalidRequest."""
+        check_queue_name(name)
+        settings = (name, max_messages, schema, self._clock(), max_deliveries, dead_letter_queue)
+        with self._lock:
+            if name in self._queues:
+                raise QueueExists(name)
+            if dead_letter_queue is not None:
+                self._check_dead_letter_target(dead_letter_queue)
+            sequence = self._write_ahead("create", *settings)
+            queue = self._apply_create(*settings)
+        self._make_durable(sequence)
+        with queue.lock:
+            return queue.info()
+
+    def _check_dead_letter_target(self, name):
+        """The caller holds the registry lock."""
         target = self._queues.get(name)
         if target is None:
             raise InvalidRequest(f"dead_letter_queue '{name}' does not exist; create it first")
@@ -124,59 +184,60 @@ class QueueManager:
             raise InvalidRequest(
                 f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed"
             )
-        return target
+
+    def _apply_create(self, name, max_messages, schema, created_at, max_deliveries, dead_letter_queue):
+        queue = Queue(name, max_messages, schema, created_at, max_deliveries, dead_letter_queue)
+        if dead_letter_queue is not None:
+            # It cannot be deleted while this queue names it, so the reference stays valid.
+            queue.dead_letter_target = self._queues[dead_letter_queue]
+        self._queues[name] = queue
+        self._registry_changes += 1
+        return queue
 
     def delete(self, name):
         """Delete a queue with its messages; return how many messages went with it."""
         check_queue_name(name)
         with self._lock:
-            self._check_open()
             queue = self._queues.get(name)
             if queue is None:
                 raise QueueNotFound(name)
             users = sorted(q.name for q in self._queues.values() if q.dead_letter_queue == name)
             if users:
                 raise QueueInUse(f"queue '{name}' is the dead-letter queue of {', '.join(users)}")
-            del self._queues[name]
-            self._registry_changes += 1
             with queue.lock:
-                queue.deleted = True
-                deleted = queue.clear()
-                queue.not_empty.notify_all()
+                sequence = self._write_ahead("delete", name)
+                deleted = self._apply_delete(queue)
+        self._make_durable(sequence)
         return deleted
 
-    def info(self, name):
-        """The queue's QueueInfo."""
-        queue = self._get(name)
-        with queue.lock:
-            self._expire(queue, self._clock())
-            return queue.info()
+    def _apply_delete(self, queue):
+        """The caller holds the registry lock and queue.lock."""
+        del self._queues[queue.name]
+        self._registry_changes += 1
+        queue.deleted = True
+        queue.not_empty.notify_all()
+        return queue.clear()
 
-    def list(self):
-        """QueueInfo of every queue, sorted by name (code point order)."""
-        infos = []
-        now = self._clock()
-        for queue in self._all_queues():
-            with queue.lock:
-                if not queue.deleted:
-                    self._expire(queue, now)
-                    infos.append(queue.info())
-        return infos
+    # --- messages ---------------------------------------------------------------------------
 
     def push(self, name, bodies):
         """Append the JSON bodies in order, all or none; return (ids, size after)."""
         queue = self._get(name)
         ids = [next(self._ids) for _ in bodies]
         stored = list(map(message.pack, ids, itertools.repeat(self._clock()), bodies))
+        record = journal_format.encode(("push", name, stored)) if self._journal else None
         with queue.lock:
-            self._check_live(queue)
+            if queue.deleted:
+                raise QueueNotFound(name)
             if len(bodies) > queue.max_messages - queue.size():
                 raise QueueFull(
                     f"queue '{name}' holds {queue.size()} of {queue.max_messages} messages; "
                     f"{len(bodies)} more do not fit"
                 )
+            sequence = self._append(record)
             queue.append(stored)
             size = queue.size()
+        self._make_durable(sequence)
         return [message.format_id(i) for i in ids], size
 
     def pull(self, name, count=1, wait=0.0, lease=None):
@@ -187,21 +248,30 @@ class QueueManager:
         """
         queue = self._get(name)
         deadline = time.monotonic() + wait
+        receipts = [secrets.token_urlsafe(12) for _ in range(count)] if lease is not None else None
         with queue.lock:
-            self._expire(queue, self._clock())
+            expired = self._expire(queue, self._clock())
             while not (queue.messages or queue.deleted or self._waits_released):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 queue.not_empty.wait(remaining)
-            self._check_live(queue)
-            if lease is None:
-                handed_out = queue.take(count)
+            if queue.deleted:
+                raise QueueNotFound(name)
+            available = min(count, len(queue.messages))
+            if not available:
+                sequence, handed_out = None, []
+            elif lease is None:
+                sequence = self._write_ahead("take", name, available)
+                handed_out = queue.take(available)
             else:
-                handed_out = queue.lease(count, self._clock() + lease)
-            if handed_out and queue.messages:
+                expires_at = self._clock() + lease
+                sequence = self._write_ahead("lease", name, receipts[:available], expires_at)
+                handed_out = queue.lease(receipts[:available], expires_at)
+            if queue.messages:
                 # A push notifies one waiter per message; pass on what this one did not take.
                 queue.not_empty.notify()
+        self._make_durable(expired, sequence)
         if lease is None:
             return [message.render(stored) for stored in handed_out]
         return [leased.render() for leased in handed_out]
@@ -210,45 +280,52 @@ class QueueManager:
         """End these leases for good, all or none; returns how many. Raises ReceiptInvalid."""
         queue = self._get(name)
         with queue.lock:
-            self._check_live(queue)
-            self._expire(queue, self._clock())
+            expired = self._expire(queue, self._clock())
             unknown = [i for i, receipt in enumerate(receipts) if receipt not in queue.leases]
             if unknown or len(set(receipts)) != len(receipts):
                 raise ReceiptInvalid(
                     "unknown, expired or repeated receipt(s); nothing was acknowledged",
                     [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in unknown],
                 )
-            for receipt in receipts:
-                queue.end_lease(receipt)
-            queue.acked_total += len(receipts)
+            sequence = self._write_ahead("ack", name, receipts)
+            self._apply_ack(queue, receipts)
+        self._make_durable(expired, sequence)
         return len(receipts)
+
+    def _apply_ack(self, queue, receipts):
+        for receipt in receipts:
+            queue.end_lease(receipt)
+        queue.acked_total += len(receipts)
 
     def nack(self, name, receipt):
         """End a lease now: the message goes back to the head, or to the dead-letter queue."""
         queue = self._get(name)
         with queue.lock:
-            self._check_live(queue)
-            self._expire(queue, self._clock())
-            lease = queue.end_lease(receipt)
-            if lease is None:
+            expired = self._expire(queue, self._clock())
+            if receipt not in queue.leases:
                 raise ReceiptInvalid("unknown or expired receipt")
-            dead = self._return(queue, [lease])
+            lease = queue.leases[receipt]
+            sequence = self._with_dead_letter_lock(queue, self._return, [receipt])
+        self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "deliveries": lease.deliveries,
-            "dead_lettered": bool(dead),
+            "dead_lettered": queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries,
         }
 
     def extend(self, name, receipt, seconds):
-        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry."""
+        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry.
+
+        Not journaled: after a restart every lease is over anyway.
+        """
         queue = self._get(name)
         with queue.lock:
-            self._check_live(queue)
             now = self._clock()
-            self._expire(queue, now)
+            expired = self._expire(queue, now)
             lease = queue.extend(receipt, now + seconds)
             if lease is None:
                 raise ReceiptInvalid("unknown or expired receipt")
+        self._make_durable(expired)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "receipt": receipt,
@@ -260,43 +337,80 @@ class QueueManager:
         now = self._clock()
         for queue in self._all_queues():
             with queue.lock:
-                if not (queue.deleted or self._closed):
-                    self._expire(queue, now)
+                expired = None if queue.deleted or self._closed else self._expire(queue, now)
+            self._make_durable(expired)
 
     def _expire(self, queue, now):
-        """The caller holds queue.lock."""
-        if queue.leases:
-            self._return(queue, queue.expired(now))
+        """End the leases of queue that are due; the caller holds queue.lock.
 
-    def _return(self, queue, leases):
-        """Put ended leases back at the head, or dead-letter those out of deliveries; the caller
-        holds queue.lock. Returns the dead-lettered ones."""
+        Returns the journal sequence to make durable once the lock is released, or None.
+        """
+        due = queue.due(now) if queue.leases else None
+        if not due:
+            return None
+        try:
+            return self._with_dead_letter_lock(queue, self._return, due)
+        except StorageUnavailable:
+            queue.schedule(due)  # still leased: the next sweep or pull tries again
+            raise
+
+    def _with_dead_letter_lock(self, queue, change, *args):
+        """Run change(queue, *args) also holding the lock of queue's dead-letter queue, if any."""
+        target = queue.dead_letter_target
+        with target.lock if target is not None else contextlib.nullcontext():
+            return change(queue, *args)
+
+    def _return(self, queue, receipts):
+        """Journal and apply the end of these leases; the caller holds both locks."""
+        sequence = self._write_ahead("return", queue.name, receipts)
+        self._apply_return(queue, receipts)
+        return sequence
+
+    def _apply_return(self, queue, receipts):
+        """Put ended leases back at the head, or dead-letter those out of deliveries."""
+        leases = [queue.end_lease(receipt) for receipt in receipts]
         limit = queue.max_deliveries
         dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
-        queue.put_back([lease for lease in leases if not (limit is not None and lease.deliveries >= limit)])
+        queue.put_back([lease for lease in leases if lease not in dead])
         if dead:
-            # The target cannot be deleted while this queue names it, so its reference stays valid.
-            with queue.dead_letter_target.lock:
-                queue.dead_letter_target.add_dead_letters(dead)
+            queue.dead_letter_target.add_dead_letters(dead)
             queue.dead_lettered_total += len(dead)
-        return dead
 
-    def snapshot(self):
-        """Copy the whole state as plain types, each queue under its lock; returns (state, token).
+    # --- snapshot, restore, replay ----------------------------------------------------------
 
-        token changes whenever the state does, so an unchanged state need not be written again.
+    def snapshot(self, unless_token=None):
+        """Copy the whole state as plain types; returns (state, token), or None if the state's token
+        is still unless_token (nothing changed since that snapshot).
+
+        Every lock is held for the copy, so the state is one instant's, and with a journal the next
+        generation starts at that instant: state["journal_generation"] is the first generation that
+        the state does not hold.
         """
-        with self._lock:
-            queues = [queue for _, queue in sorted(self._queues.items())]
-            token = [self._registry_changes]
-        saved = []
-        for queue in queues:
-            with queue.lock:
-                saved.append(queue.settings())
-                token.append(queue.changes)
+        with self._lock, contextlib.ExitStack() as held:
+            queues = sorted(self._queues.values(), key=lock_order)
+            for queue in queues:
+                held.enter_context(queue.lock)
+            token = (self._registry_changes, *(queue.changes for queue in queues))
+            if token == unless_token:
+                return None
+            saved = [queue.settings() for queue in sorted(queues, key=lambda q: q.name)]
+            generation = self._next_generation()
         # Drawn after the copy, so every copied id is below it.
-        state = {"version": SNAPSHOT_VERSION, "next_id": next(self._ids), "queues": saved}
-        return state, tuple(token)
+        state = {
+            "version": SNAPSHOT_VERSION,
+            "next_id": next(self._ids),
+            "journal_generation": generation,
+            "queues": saved,
+        }
+        return state, token
+
+    def _next_generation(self):
+        if self._journal is None:
+            return self._generation
+        try:
+            return self._journal.rotate()
+        except journal_format.JournalWriteError as exc:
+            raise StorageUnavailable(str(exc)) from exc
 
     @classmethod
     def restore(cls, state, clock=time.time):
@@ -308,3 +422,32 @@ class QueueManager:
             if queue.dead_letter_queue is not None:
                 queue.dead_letter_target = manager._queues[queue.dead_letter_queue]
         return manager
+
+    def replay(self, records):
+        """Apply journal records written after the restored state; then make every lease end.
+
+        For start-up, before other threads use the manager; locks are taken as in normal running.
+        """
+        for kind, name, *args in records:
+            if kind == "create":
+                with self._lock:
+                    self._apply_create(name, *args)
+                continue
+            queue = self._queues[name]
+            with self._lock if kind == "delete" else contextlib.nullcontext(), queue.lock:
+                if kind == "delete":
+                    self._apply_delete(queue)
+                elif kind == "push":
+                    queue.append(args[0])
+                    self._ids = itertools.count(max(next(self._ids), message.message_id(args[0][-1]) + 1))
+                elif kind == "take":
+                    queue.take(args[0])
+                elif kind == "lease":
+                    queue.lease(*args)
+                elif kind == "ack":
+                    self._apply_ack(queue, args[0])
+                elif kind == "return":
+                    self._with_dead_letter_lock(queue, self._apply_return, args[0])
+        for queue in self._queues.values():
+            with queue.lock:
+                queue.put_back([queue.end_lease(receipt) for receipt in list(queue.leases)])

@@ -6,6 +6,7 @@ each pickling step short, so the writer thread never holds the GIL long enough t
 """
 
 import contextlib
+import io
 import os
 import pickle
 from pathlib import Path
@@ -36,6 +37,11 @@ class _NoClassesUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         raise pickle.UnpicklingError(f"refused to load {module}.{name}: snapshots hold plain data only")
+
+
+def plain_loads(data):
+    """Unpickle bytes that may hold plain data only (no classes, so nothing runs)."""
+    return _NoClassesUnpickler(io.BytesIO(data)).load()
 
 
 def _fsync_directory(directory):
@@ -75,6 +81,7 @@ def _check_header(header):
     if not (
         isinstance(header, dict)
         and isinstance(header.get("next_id"), int)
+        and isinstance(header.get("journal_generation"), int)
         and isinstance(header.get("queues"), list)
     ):
         raise ValueError("the header is not a snapshot header")

@@ -4,7 +4,9 @@ import logging
 import threading
 import time
 
+from queues.errors import StorageUnavailable
 from queues.message import iso_timestamp
+from storage.journal import remove_journals_before
 from storage.snapshot import SnapshotError, save_snapshot
 
 log = logging.getLogger(__name__)
@@ -37,13 +39,15 @@ class Snapshotter:
     def save(self):
         """Write a snapshot unless nothing changed since the last one; returns True if written."""
         with self._save_lock:
-            state, token = self._manager.snapshot()
-            if token == self._saved_token and self.last_error is None:
-                return False
             started = time.perf_counter()
             try:
+                taken = self._manager.snapshot(unless_token=None if self.last_error else self._saved_token)
+                if taken is None:
+                    return False
+                state, token = taken
                 save_snapshot(self._path, state)
-            except SnapshotError as exc:
+                remove_journals_before(self._path, state["journal_generation"])
+            except (SnapshotError, StorageUnavailable, OSError) as exc:
                 if self.last_error is None:
                     log.error("%s; the previous snapshot is kept and the service goes on", exc)
                 self.last_error = str(exc)

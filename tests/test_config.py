@@ -34,9 +34,7 @@ def test_environment_variable_selects_the_file_and_relative_paths_follow_it(tmp_
 
 @pytest.mark.parametrize("text", ["on", "true", "yes", "On", "TRUE"])
 def test_booleans_accept_on_true_yes(text):
-    # Read as "on", then refused: the journal is not available in this version.
-    with pytest.raises(ConfigError, match="journal = on is not available"):
-        parse_config(f"[persistence]\njournal = {text}\n")
+    assert parse_config(f"[persistence]\njournal = {text}\n").persistence.journal is True
 
 
 @pytest.mark.parametrize("text", ["off", "false", "no"])

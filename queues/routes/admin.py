@@ -26,14 +26,14 @@ def _openapi_document():
 @bp.get("/health")
 def get_health():
     snapshotter = current_app.extensions["queues.snapshotter"]
-    failing = snapshotter.last_error is not None
+    journal = current_app.extensions["queues.journal"]
+    journal_error = journal.failure if journal is not None else None
+    failing = snapshotter.last_error is not None or journal_error is not None
     body = {
         "status": "degraded" if failing else "ok",
         "queues": manager().count(),
-        "snapshot": {
-            "last_saved_at": snapshotter.last_saved_iso(),
-            "last_error": snapshotter.last_error,
-        },
+        "snapshot": {"last_saved_at": snapshotter.last_saved_iso(), "last_error": snapshotter.last_error},
+        "journal": {"enabled": journal is not None, "last_error": journal_error},
     }
     return json_response(body, 503 if failing else 200)
 

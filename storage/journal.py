@@ -1,0 +1,211 @@
+"""The append-only journal: every change is written here before it is applied and answered.
+
+Files are <snapshot path>.journal.<generation>. A snapshot records the generation that was started
+when its state was copied; start-up loads the snapshot, then replays that generation and any later
+one. Older generations are removed only once a snapshot that folds them in is safely on disk.
+
+A record is: payload length and CRC-32 (8 bytes), the CRC-32 of those 8 bytes (4 bytes), then the
+payload, a pickled tuple of plain values. Like the snapshot, it is read with an unpickler that
+refuses every class.
+"""
+
+import logging
+import os
+import pickle
+import signal
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+from storage.snapshot import plain_loads
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<II")
+_HEADER_CHECK = struct.Struct("<I")
+_RECORD_START = _HEADER.size + _HEADER_CHECK.size
+FSYNC_EVERY_SECONDS = 1.0
+
+
+class JournalError(Exception):
+    """A journal that cannot be replayed; the message names the file and the offset."""
+
+
+class JournalWriteError(Exception):
+    """A record could not be written; nothing of it counts."""
+
+
+def ignore_file_size_signal():
+    """Make a write past RLIMIT_FSIZE fail with EFBIG instead of killing the process."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def encode(record):
+    """The bytes of one record."""
+    payload = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+    header = _HEADER.pack(len(payload), zlib.crc32(payload))
+    return header + _HEADER_CHECK.pack(zlib.crc32(header)) + payload
+
+
+def journal_path(snapshot_path, generation):
+    return Path(snapshot_path).with_name(f"{Path(snapshot_path).name}.journal.{generation:08d}")
+
+
+def generations(snapshot_path):
+    """The generations of the journal files beside snapshot_path, oldest first."""
+    prefix = f"{Path(snapshot_path).name}.journal."
+    found = []
+    for entry in Path(snapshot_path).parent.glob(prefix + "*"):
+        suffix = entry.name[len(prefix) :]
+        if suffix.isdigit():
+            found.append(int(suffix))
+    return sorted(found)
+
+
+def remove_journals_before(snapshot_path, generation):
+    """Delete the journal files of generations that a durable snapshot has folded in."""
+    for old in generations(snapshot_path):
+        if old < generation:
+            journal_path(snapshot_path, old).unlink(missing_ok=True)
+
+
+def read_records(path):
+    """Every record of one journal file, in order; a torn last record is dropped with a warning."""
+    data = Path(path).read_bytes()
+    records, offset = [], 0
+    while offset < len(data):
+        if len(data) - offset < _RECORD_START:
+            log.warning("%s: dropped a torn last record at offset %d", path, offset)
+            break
+        header = data[offset : offset + _HEADER.size]
+        (check,) = _HEADER_CHECK.unpack_from(data, offset + _HEADER.size)
+        if zlib.crc32(header) != check:
+            raise JournalError(f"{path}: damaged record header at offset {offset}")
+        length, crc = _HEADER.unpack(header)
+        end = offset + _RECORD_START + length
+        payload = data[offset + _RECORD_START : end]
+        if end > len(data) or (zlib.crc32(payload) != crc and end == len(data)):
+            log.warning("%s: dropped a torn last record at offset %d", path, offset)
+            break
+        if zlib.crc32(payload) != crc:
+            raise JournalError(f"{path}: damaged record at offset {offset} (checksum mismatch)")
+        try:
+            records.append(plain_loads(payload))
+        except Exception as exc:
+            raise JournalError(f"{path}: unreadable record at offset {offset}: {exc}") from exc
+        offset = end
+    return records
+
+
+class Journal:
+    """Appends records to the current generation's file; thread-safe.
+
+    append() is called with the lock of what the record changes held, so records are in the order
+    the changes are applied; it is one write() into the OS's cache. sync() makes records durable
+    (fsync) and is called after the locks are released, so concurrent callers share one fsync.
+    """
+
+    def __init__(self, snapshot_path, generation, fsync):
+        self._snapshot_path = Path(snapshot_path)
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._written = 0  # records appended, ever
+        self._synced = 0  # records known to be on disk
+        self._good_size = 0  # file size after the last whole record
+        self._stop = threading.Event()
+        self._syncer = None
+        self.failure = None
+        self.generation = generation
+        self._fd = self._open(generation)
+
+    def _open(self, generation):
+        path = journal_path(self._snapshot_path, generation)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._good_size = os.fstat(fd).st_size
+        return fd
+
+    def start(self):
+        """Start the once-a-second fsync thread when the policy is everysec."""
+        if self._fsync == "everysec":
+            self._syncer = threading.Thread(target=self._sync_every_second, name="journal-fsync", daemon=True)
+            self._syncer.start()
+
+    def _sync_every_second(self):
+        while not self._stop.wait(FSYNC_EVERY_SECONDS):
+            try:
+                self.sync(self._written)
+            except JournalWriteError:
+                continue  # already logged, and shown by /health; the next second tries again
+
+    def _fail(self, what, exc):
+        if self.failure is None:
+            log.error("journal: cannot %s: %s; changes are refused until it works again", what, exc)
+        self.failure = f"journal: cannot {what}: {exc.strerror or exc}"
+        raise JournalWriteError(self.failure) from exc
+
+    def append(self, record):
+        """Write one record (encoded by the caller); returns its sequence number for sync()."""
+        with self._lock:
+            try:
+                if self.failure is not None:
+                    # A failed write may have left part of a record: cut it off before going on.
+                    os.ftruncate(self._fd, self._good_size)
+                written = os.write(self._fd, record)
+                if written != len(record):
+                    raise OSError(28, f"short write ({written} of {len(record)} bytes)")
+            except OSError as exc:
+                self._fail("write", exc)
+            if self.failure is not None:
+                log.info("journal: writing again")
+                self.failure = None
+            self._good_size += len(record)
+            self._written += 1
+            return self._written
+
+    def sync(self, sequence):
+        """Return once record number sequence is on disk (fsync=always); a no-op for other policies."""
+        if self._fsync == "no" or self._synced >= sequence:
+            return
+        with self._sync_lock:
+            if self._synced >= sequence:
+                return  # another caller's fsync covered this record
+            target = self._written
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail("fsync", exc)
+            self._synced = target
+
+    def needs_sync(self):
+        return self._fsync == "always"
+
+    def rotate(self):
+        """Start the next generation; the caller holds every queue lock. Returns the new generation."""
+        with self._lock:
+            try:
+                if self._fsync != "no":
+                    os.fsync(self._fd)
+                fd = self._open(self.generation + 1)
+            except OSError as exc:
+                self._fail("start a new journal file", exc)
+            os.close(self._fd)
+            self._fd = fd
+            self.generation += 1
+            self._synced = self._written
+            return self.generation
+
+    def close(self):
+        """Stop the fsync thread, make everything durable and close the file."""
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._lock:
+            if self._fsync != "no":
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    log.error("journal: final fsync failed: %s", exc)
+            os.close(self._fd)
