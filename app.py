@@ -42,7 +42,7 @@ def create_app(config=None):
     _configure_app_log(config.logging.level)
     config.persistence.path.parent.mkdir(parents=True, exist_ok=True)
     ignore_file_size_signal()
-    manager, journal = recover(config.persistence)
+    manager, journal = recover(config.persistence, config.queues.max_waiting_pulls)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.queues.max_request_bytes

@@ -34,6 +34,8 @@ class QueuesConfig:
     max_batch: int = 100
     max_wait_seconds: float = 20.0
     max_lease_seconds: int = 43_200
+    # None until parsed: the default depends on [server] threads (see _default_waiting_pulls).
+    max_waiting_pulls: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,21 @@ def _server(s):
     )
 
 
-def _queues(s):
+def _default_waiting_pulls(threads):
+    """Three quarters of the threads may wait in long polls; the rest stay free for pushes."""
+    return threads * 3 // 4
+
+
+def _queues(s, threads):
     return QueuesConfig(
         max_messages=s.integer("max_messages", QueuesConfig.max_messages, 1),
         max_request_bytes=s.integer("max_request_bytes", QueuesConfig.max_request_bytes, 1024),
         max_batch=s.integer("max_batch", QueuesConfig.max_batch, 1, 10_000),
         max_wait_seconds=s.number("max_wait_seconds", QueuesConfig.max_wait_seconds, 0),
         max_lease_seconds=s.integer("max_lease_seconds", QueuesConfig.max_lease_seconds, 1),
+        max_waiting_pulls=s.integer(
+            "max_waiting_pulls", _default_waiting_pulls(threads), 0, max(threads - 1, 0)
+        ),
     )
 
 
@@ -242,7 +252,8 @@ def parse_config(text, source="<string>", base_dir=Path(".")):
     parts = {}
     for name, build in _SECTIONS.items():
         section = _Section(parser, name, source, base_dir)
-        parts[name] = build(section)
+        # [queues] limits long polls by the thread count, so [server] is read first.
+        parts[name] = build(section, parts["server"].threads) if name == "queues" else build(section)
         section.check_unknown_keys()
     config = Config(**parts, source=source)
     _check_combinations(config)

@@ -31,6 +31,7 @@ from queues.errors import (
 from queues.fifo import Queue
 from storage import journal as journal_format
 
+UNLIMITED_WAITERS = 1 << 30
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SNAPSHOT_VERSION = 1
 
@@ -55,8 +56,9 @@ def _id_floor():
 class QueueManager:
     """All queues of the service. Thread-safe; raises the API's errors (QueueNotFound, QueueFull...)."""
 
-    def __init__(self, next_id=None, clock=time.time):
+    def __init__(self, next_id=None, clock=time.time, max_waiting=UNLIMITED_WAITERS):
         self._clock = clock  # wall-clock seconds; tests pass a fake one to step through leases
+        self._waiting = threading.BoundedSemaphore(max_waiting)
         self._queues = {}
         self._lock = threading.Lock()
         self._registry_changes = 0
@@ -247,15 +249,11 @@ class QueueManager:
         Returns their pulled forms as JSON bytes.
         """
         queue = self._get(name)
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + wait if wait > 0 else None
         receipts = [secrets.token_urlsafe(12) for _ in range(count)] if lease is not None else None
         with queue.lock:
             expired = self._expire(queue, self._clock())
-            while not (queue.messages or queue.deleted or self._waits_released):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                queue.not_empty.wait(remaining)
+            self._wait_for_messages(queue, deadline)
             if queue.deleted:
                 raise QueueNotFound(name)
             available = min(count, len(queue.messages))
@@ -275,6 +273,23 @@ class QueueManager:
         if lease is None:
             return [message.render(stored) for stored in handed_out]
         return [leased.render() for leased in handed_out]
+
+    def _wait_for_messages(self, queue, deadline):
+        """Wait until queue has a message or the deadline passes; the caller holds queue.lock.
+
+        At most max_waiting pulls wait at once; past that a pull answers at once, so idle workers
+        cannot hold every server thread and starve the pushes that would wake them.
+        """
+        if queue.messages or deadline is None or not self._waiting.acquire(blocking=False):
+            return
+        try:
+            while not (queue.messages or queue.deleted or self._waits_released):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                queue.not_empty.wait(remaining)
+        finally:
+            self._waiting.release()
 
     def ack(self, name, receipts):
         """End these leases for good, all or none; returns how many. Raises ReceiptInvalid."""
@@ -413,9 +428,9 @@ class QueueManager:
             raise StorageUnavailable(str(exc)) from exc
 
     @classmethod
-    def restore(cls, state, clock=time.time):
+    def restore(cls, state, clock=time.time, max_waiting=UNLIMITED_WAITERS):
         """A manager holding the state that snapshot() returned; in-flight messages are available."""
-        manager = cls(next_id=state["next_id"], clock=clock)
+        manager = cls(next_id=state["next_id"], clock=clock, max_waiting=max_waiting)
         for saved in state["queues"]:
             manager._queues[saved["name"]] = Queue.from_settings(saved)
         for queue in manager._queues.values():

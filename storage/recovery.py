@@ -9,7 +9,7 @@ from storage.snapshot import load_snapshot
 log = logging.getLogger(__name__)
 
 
-def recover(persistence):
+def recover(persistence, max_waiting):
     """A QueueManager holding the durable state, journaling from now on if persistence.journal.
 
     Raises SnapshotError or JournalError (naming the file) when the state cannot be read.
@@ -18,9 +18,9 @@ def recover(persistence):
     state = load_snapshot(path, SNAPSHOT_VERSION)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
-        manager, first = QueueManager(), 0
+        manager, first = QueueManager(max_waiting=max_waiting), 0
     else:
-        manager, first = QueueManager.restore(state), state["journal_generation"]
+        manager, first = QueueManager.restore(state, max_waiting=max_waiting), state["journal_generation"]
     pending = [g for g in generations(path) if g >= first]
     records = [record for g in pending for record in read_records(journal_path(path, g))]
     if records:

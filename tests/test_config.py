@@ -4,16 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from queues.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config, parse_config
+from queues.config import DEFAULT_CONFIG_FILE, ConfigError, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_config_file_holds_the_embedded_defaults():
     shipped = load_config(DEFAULT_CONFIG_FILE, environ={})
-    defaults = Config()
-    assert shipped.server == defaults.server
-    assert shipped.queues == defaults.queues
+    defaults = parse_config("", source=str(DEFAULT_CONFIG_FILE), base_dir=REPO)
+    assert shipped == defaults
     assert shipped.persistence.path == REPO / "data" / "queues.pickle"
     assert shipped.auth.users_file == REPO / "users.yaml"
     assert shipped.logging.file == REPO / "logs" / "requests.log"
@@ -69,6 +68,13 @@ def test_bad_value_names_file_section_key_and_what_is_allowed(tmp_path, section,
         load_config(path)
     message = str(error.value)
     assert str(path) in message and f"[{section}] {key}" in message and allowed in message
+
+
+def test_waiting_pulls_default_to_three_quarters_of_the_threads_and_leave_one_free():
+    assert parse_config("[server]\nthreads = 16\n").queues.max_waiting_pulls == 12
+    assert parse_config("[server]\nthreads = 1\n").queues.max_waiting_pulls == 0
+    with pytest.raises(ConfigError, match=r"\[queues\] max_waiting_pulls = '8'.*from 0 to 7"):
+        parse_config("[server]\nthreads = 8\n[queues]\nmax_waiting_pulls = 8\n")
 
 
 def test_unknown_key_is_refused_naming_the_known_ones():

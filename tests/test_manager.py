@@ -214,3 +214,18 @@ def test_threads_pushing_and_pulling_deliver_every_message_exactly_once():
         for p in range(producers):
             mine = [m for m in stream if m.startswith(b'{"p":%d,' % p)]
             assert mine == sorted(mine, key=lambda m: int(m.split(b'"i":')[1][:-1]))
+
+
+def test_pulls_past_the_waiting_limit_answer_at_once():
+    qm = QueueManager(max_waiting=1)
+    qm.create("q", 10)
+    waiter = threading.Thread(target=lambda: qm.pull("q", 1, wait=1.0))
+    waiter.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert qm.pull("q", 1, wait=5) == []
+    assert time.monotonic() - started < 0.5
+    waiter.join(5)
+    started = time.monotonic()
+    assert qm.pull("q", 1, wait=0.2) == []
+    assert time.monotonic() - started >= 0.19
