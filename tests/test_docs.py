@@ -1,0 +1,56 @@
+"""docs.md keeps up with the code: every route, error code, config key and file is named in it."""
+
+import configparser
+import re
+import subprocess
+
+import pytest
+
+from queues import errors
+from queues.config import _SECTIONS
+from tests.conftest import REPO
+
+DOCS = (REPO / "docs.md").read_text()
+
+
+def test_docs_name_every_route(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: m.group(1).upper(), rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert f"{method} {path}" in DOCS, f"docs.md does not name {method} {path}"
+
+
+def test_docs_name_every_error_code():
+    classes = [
+        c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.QueueServiceError)
+    ]
+    codes = {cls.code for cls in classes}
+    codes |= set(errors._CODES_BY_STATUS.values())
+    for code in codes:
+        assert f"`{code}`" in DOCS, f"docs.md does not name the error code {code}"
+
+
+def test_docs_name_every_config_key():
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "config.ini")
+    assert set(parser.sections()) == set(_SECTIONS)
+    for section in parser.sections():
+        for key in parser[section]:
+            assert f"`[{section}] {key}`" in DOCS, f"docs.md does not name [{section}] {key}"
+    assert "`[queues] max_waiting_pulls`" in DOCS
+
+
+@pytest.mark.parametrize(
+    "path",
+    subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split(),
+)
+def test_docs_describe_every_file(path):
+    if (
+        path.endswith("__init__.py")
+        and path != "queues/routes/__init__.py"
+        or path in ("README.md", "docs.md", ".gitignore")
+    ):
+        pytest.skip("package markers and the documents themselves")
+    assert f"`{path}`" in DOCS, f"docs.md does not describe {path}"
