@@ -1,20 +1,22 @@
 """The request log: one JSON line per request and per response, written off the request thread.
 
-Entries are plain dicts handed to a QueueHandler; a QueueListener thread serialises them and
-writes the file, so a request never waits on the disk and a logging failure never fails it.
+The request thread only captures an Exchange (a copy of the WSGI environ, the bodies, the response
+headers); the writer thread (queues.log_writer) derives everything else and writes the two lines,
+so a request never waits on the disk, and a logging failure never fails it.
 """
 
+import itertools
 import logging
-import queue
 import re
+import secrets
 import time
-import uuid
-from logging.handlers import QueueHandler, QueueListener, WatchedFileHandler
+from typing import NamedTuple
 
 from flask import g, request
 from werkzeug.exceptions import HTTPException
 
 from queues import jsoncodec, message
+from queues.log_writer import LogWriter
 
 log = logging.getLogger(__name__)
 
@@ -23,45 +25,25 @@ _CLIENT_REQUEST_ID = re.compile(r"[\w.:@/+=-]{1,128}")
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
 )
+# Request ids: a random per-process prefix and a counter (unique, and no system call per request).
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count(1)
 
 
-class _DeferredQueueHandler(QueueHandler):
-    """Enqueues the record as it is: the dict is serialised later, on the listener thread."""
+class Exchange(NamedTuple):
+    """What the request thread captures of one request and its response."""
 
-    def prepare(self, record):
-        return record
-
-
-class _JsonLineFormatter(logging.Formatter):
-    def format(self, record):
-        return jsoncodec.dumps(record.msg).decode()
-
-
-class RequestLog:
-    """Writes entries to a JSON Lines file from a background thread."""
-
-    def __init__(self, path, max_body_bytes):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.max_body_bytes = max_body_bytes
-        self._file_handler = WatchedFileHandler(path, encoding="utf-8")
-        self._file_handler.setFormatter(_JsonLineFormatter())
-        records = queue.SimpleQueue()
-        self._handler = _DeferredQueueHandler(records)
-        self._listener = QueueListener(records, self._file_handler)
-        self._listener.start()
-        self._closed = False
-
-    def write(self, entry):
-        """Queue one entry (a dict of plain types) for writing."""
-        self._handler.handle(logging.makeLogRecord({"msg": entry}))
-
-    def close(self):
-        """Write what is queued, then stop the writer thread; safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        self._listener.stop()
-        self._file_handler.close()
+    request_id: str
+    started: float
+    finished: float
+    duration_ms: float
+    environ: dict
+    user: str | None
+    role: str | None
+    request_body: bytes
+    status: int
+    response_headers: list
+    response_body: bytes
 
 
 def _address(host, port):
@@ -69,17 +51,28 @@ def _address(host, port):
     return f"{host}:{port}" if port else host
 
 
-def _client_address():
-    environ = request.environ
+def _client_address(environ):
+    remote = environ.get("REMOTE_ADDR")
     original = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")
-    if original is not None and original != request.remote_addr:
-        return _address(request.remote_addr, None)  # forwarded: the client's port is unknown
-    return _address(request.remote_addr, environ.get("REMOTE_PORT"))
+    if original is not None and original != remote:
+        return _address(remote, None)  # forwarded: the client's port is unknown
+    return _address(remote, environ.get("REMOTE_PORT"))
 
 
-def _headers(headers):
+def _request_headers(environ):
+    """The request's headers as sent, named as HTTP names them (from the WSGI environ)."""
+    headers = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers.append((key[5:].replace("_", "-").title(), value))
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            headers.append((key.replace("_", "-").title(), value))
+    return headers
+
+
+def _masked(headers):
     masked = {}
-    for name, value in headers.items():
+    for name, value in headers:
         if name.lower() in _SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if " " in value else ""
             value = f"{scheme} ***" if scheme else "***"
@@ -96,61 +89,90 @@ def _body(data, limit):
     return data.decode("utf-8", "replace"), meta
 
 
-def _request_body():
+class _ExchangeFormatter(logging.Formatter):
+    """Turns an Exchange into its request line and response line, on the writer thread."""
+
+    def __init__(self, max_body_bytes):
+        super().__init__()
+        self.max_body_bytes = max_body_bytes
+
+    def format(self, record):
+        x = record  # the "record" is the Exchange itself: no LogRecord is made per request
+        environ = x.environ
+        client = _client_address(environ)
+        server = _address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
+        who = {"user": x.user, "role": x.role, "query": environ.get("QUERY_STRING", "")}
+        common = {
+            "request_id": x.request_id,
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace") or "/",
+        }
+        request_body, request_meta = _body(x.request_body, self.max_body_bytes)
+        response_body, response_meta = _body(x.response_body, self.max_body_bytes)
+        request_line = {
+            "ts": message.iso_timestamp(x.started),
+            "request_id": x.request_id,
+            "direction": "request",
+            "source": client,
+            "destination": server,
+            **common,
+            "headers": _masked(_request_headers(environ)),
+            "metadata": {**who, **request_meta},
+            "body": request_body,
+        }
+        response_line = {
+            "ts": message.iso_timestamp(x.finished),
+            "request_id": x.request_id,
+            "direction": "response",
+            "source": server,
+            "destination": client,
+            **common,
+            "headers": _masked(x.response_headers),
+            "metadata": {**who, "status": x.status, "duration_ms": x.duration_ms, **response_meta},
+            "body": response_body,
+        }
+        return (jsoncodec.dumps(request_line) + b"\n" + jsoncodec.dumps(response_line)).decode()
+
+
+class RequestLog(LogWriter):
+    """The request log file, fed with Exchanges."""
+
+    def __init__(self, path, max_body_bytes):
+        super().__init__(path, _ExchangeFormatter(max_body_bytes))
+
+
+def _request_body(req):
     try:
-        return request.get_data(cache=True)
+        return req.get_data(cache=True)
     except HTTPException:
         return b""  # too large or cut off: the response line says which
 
 
 def _start_request():
-    client_id = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = client_id if _CLIENT_REQUEST_ID.fullmatch(client_id) else uuid.uuid4().hex
+    client_id = request.environ.get("HTTP_X_REQUEST_ID", "")
+    g.request_id = (
+        client_id if _CLIENT_REQUEST_ID.fullmatch(client_id) else f"{_ID_PREFIX}{next(_id_counter):016x}"
+    )
     g.request_started = time.time()
     g.request_started_monotonic = time.perf_counter()
 
 
-def _line(ts, direction, source, destination, headers, metadata, body):
-    return {
-        "ts": message.iso_timestamp(ts),
-        "request_id": g.request_id,
-        "direction": direction,
-        "source": source,
-        "destination": destination,
-        "method": request.method,
-        "path": request.path,
-        "headers": _headers(headers),
-        "metadata": metadata,
-        "body": body,
-    }
-
-
-def _entries(response, max_body_bytes):
-    """The request line and the response line of the current request."""
+def _exchange(response):
+    """Capture the current request and its response; the writer thread does the rest."""
+    req = request._get_current_object()  # one proxy lookup instead of one per attribute
     user = g.get("flask_httpauth_user")
-    who = {
-        "user": user.name if user else None,
-        "role": user.role if user else None,
-        "query": request.query_string.decode("latin-1"),
-    }
-    client = _client_address()
-    server = _address(request.environ.get("SERVER_NAME"), request.environ.get("SERVER_PORT"))
-    request_body, request_meta = _body(_request_body(), max_body_bytes)
-    response_data = b"" if response.is_streamed else response.get_data()
-    response_body, response_meta = _body(response_data, max_body_bytes)
-    duration_ms = round((time.perf_counter() - g.request_started_monotonic) * 1000, 3)
-    response_meta = {**who, "status": response.status_code, "duration_ms": duration_ms, **response_meta}
-    return (
-        _line(
-            g.request_started,
-            "request",
-            client,
-            server,
-            request.headers,
-            {**who, **request_meta},
-            request_body,
-        ),
-        _line(time.time(), "response", server, client, response.headers, response_meta, response_body),
+    return Exchange(
+        request_id=g.request_id,
+        started=g.request_started,
+        finished=time.time(),
+        duration_ms=round((time.perf_counter() - g.request_started_monotonic) * 1000, 3),
+        environ=req.environ.copy(),
+        user=user.name if user else None,
+        role=user.role if user else None,
+        request_body=_request_body(req),
+        status=response.status_code,
+        response_headers=list(response.headers.items()),
+        response_body=b"" if response.is_streamed else response.get_data(),
     )
 
 
@@ -163,8 +185,7 @@ def init_app(app, request_log):
             _start_request()
         response.headers[REQUEST_ID_HEADER] = g.request_id
         try:
-            for entry in _entries(response, request_log.max_body_bytes):
-                request_log.write(entry)
+            request_log.write(_exchange(response))
         except Exception:
             log.exception("request %s could not be logged", g.request_id)
         return response

@@ -128,6 +128,6 @@ def test_logging_failure_never_fails_the_request(make_app, monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("log is broken")
 
-    monkeypatch.setattr(request_log, "_entries", broken)
+    monkeypatch.setattr(request_log, "_exchange", broken)
     assert app.test_client().get("/health").status_code == 200
     assert "could not be logged" in caplog.text
