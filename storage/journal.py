@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("<II")
 _HEADER_CHECK = struct.Struct("<I")
 _RECORD_START = _HEADER.size + _HEADER_CHECK.size
-FSYNC_EVERY_SECONDS = 1.0
+CHECK_EVERY_SECONDS = 1.0
 
 
 class JournalError(Exception):
@@ -116,29 +116,46 @@ class Journal:
         self._synced = 0  # records known to be on disk
         self._good_size = 0  # file size after the last whole record
         self._stop = threading.Event()
-        self._syncer = None
+        self._checker = threading.Thread(target=self._check_every_second, name="journal-check", daemon=True)
+        self._lost = False  # the file was removed or replaced: nothing more may go into it
         self.failure = None
         self.generation = generation
         self._fd = self._open(generation)
 
     def _open(self, generation):
-        path = journal_path(self._snapshot_path, generation)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._path = journal_path(self._snapshot_path, generation)
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._good_size = os.fstat(fd).st_size
         return fd
 
     def start(self):
-        """Start the once-a-second fsync thread when the policy is everysec."""
-        if self._fsync == "everysec":
-            self._syncer = threading.Thread(target=self._sync_every_second, name="journal-fsync", daemon=True)
-            self._syncer.start()
+        """Start the thread that checks the file every second (and fsyncs it, with everysec)."""
+        self._checker.start()
 
-    def _sync_every_second(self):
-        while not self._stop.wait(FSYNC_EVERY_SECONDS):
+    def _check_every_second(self):
+        while not self._stop.wait(CHECK_EVERY_SECONDS):
             try:
-                self.sync(self._written)
+                self._check_file()
+                if self._fsync == "everysec":
+                    self.sync(self._written)
             except JournalWriteError:
                 continue  # already logged, and shown by /health; the next second tries again
+
+    def _check_file(self):
+        """Refuse further records if the file was removed or replaced (say, its directory deleted):
+        they would go nowhere a restart could find them. The next snapshot starts a new file."""
+        with self._lock:
+            if self._lost:
+                return
+            try:
+                same = os.path.samestat(os.stat(self._path), os.fstat(self._fd))
+            except FileNotFoundError:
+                same = False
+            except OSError as exc:
+                self._fail("check the file", exc)
+            if not same:
+                self._lost = True
+                self._fail("write", FileNotFoundError(f"{self._path} was removed"))
 
     def _fail(self, what, exc):
         if self.failure is None:
@@ -149,6 +166,8 @@ class Journal:
     def append(self, record):
         """Write one record (encoded by the caller); returns its sequence number for sync()."""
         with self._lock:
+            if self._lost:
+                raise JournalWriteError(self.failure)
             try:
                 if self.failure is not None:
                     # A failed write may have left part of a record: cut it off before going on.
@@ -195,13 +214,16 @@ class Journal:
             self._fd = fd
             self.generation += 1
             self._synced = self._written
+            if self._lost:
+                log.info("journal: writing again, to %s", self._path)
+                self._lost, self.failure = False, None
             return self.generation
 
     def close(self):
         """Stop the fsync thread, make everything durable and close the file."""
         self._stop.set()
-        if self._syncer is not None:
-            self._syncer.join()
+        if self._checker.is_alive():
+            self._checker.join()
         with self._lock:
             if self._fsync != "no":
                 try:

@@ -217,3 +217,22 @@ def test_with_the_journal_off_old_journal_files_are_folded_in_then_removed(tmp_p
     finally:
         shutdown(app)
         shutdown(crashed)
+
+
+def test_removed_journal_file_refuses_changes_until_a_snapshot_starts_a_new_one(journaled, tmp_path):
+    app = journaled("no")
+    act(app, "post", "/queues", json={"name": "jobs"})
+    data = tmp_path / "data"
+    data.rename(tmp_path / "elsewhere")
+    with pytest.raises(journal_module.JournalWriteError):
+        app.extensions["queues.journal"]._check_file()  # what its thread does every second
+    response = act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
+    assert response.status_code == 503 and "was removed" in response.json["error"]["message"]
+    assert app.extensions["queues.snapshotter"].save() is False
+    data.mkdir()
+    assert app.extensions["queues.snapshotter"].save() is True
+    assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}}).status_code == 201
+    assert app.test_client().get("/health").status_code == 200
+    recovered = journaled("no")
+    pulled = act(recovered, "post", "/queues/jobs/pull?max=5").json["messages"]
+    assert [m["message"]["n"] for m in pulled] == [2]
