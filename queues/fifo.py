@@ -182,10 +182,12 @@ class Queue:
         return count
 
     def settings(self):
-        """Everything to save: settings, counters, and messages with in-flight ones available again."""
+        """Everything to save, as plain types: settings, counters, messages and leases.
+
+        Leases are saved with their receipts, so journal records written after this copy (an ack,
+        say) still find them; start-up ends every lease once the journal is replayed.
+        """
         in_flight = sorted(self.leases.values(), key=lambda lease: message.message_id(lease.stored))
-        deliveries = dict(self.deliveries)
-        deliveries.update((message.message_id(lease.stored), lease.deliveries) for lease in in_flight)
         return {
             "name": self.name,
             "max_messages": self.max_messages,
@@ -197,13 +199,14 @@ class Queue:
             "pulled_total": self.pulled_total,
             "acked_total": self.acked_total,
             "dead_lettered_total": self.dead_lettered_total,
-            "deliveries": deliveries,
-            "messages": [lease.stored for lease in in_flight] + list(self.messages),
+            "deliveries": dict(self.deliveries),
+            "leases": [(lease.receipt, lease.stored, lease.expires_at, lease.deliveries) for lease in in_flight],
+            "messages": list(self.messages),
         }
 
     @classmethod
     def from_settings(cls, saved):
-        """The queue that settings() described, every message available."""
+        """The queue that settings() described."""
         queue = cls(
             saved["name"],
             saved["max_messages"],
@@ -217,5 +220,12 @@ class Queue:
         queue.acked_total = saved["acked_total"]
         queue.dead_lettered_total = saved["dead_lettered_total"]
         queue.deliveries = dict(saved["deliveries"])
+        for receipt, stored, expires_at, deliveries in saved["leases"]:
+            queue.leases[receipt] = Lease(stored, receipt, expires_at, deliveries)
+        queue.schedule(list(queue.leases))
         queue.messages.extend(saved["messages"])
         return queue
+
+    def end_all_leases(self):
+        """Put every leased message back at the head (at start-up: a restart ends every lease)."""
+        self.put_back([self.end_lease(receipt) for receipt in list(self.leases)])

@@ -428,21 +428,25 @@ class QueueManager:
             raise StorageUnavailable(str(exc)) from exc
 
     @classmethod
-    def restore(cls, state, clock=time.time, max_waiting=UNLIMITED_WAITERS):
-        """A manager holding the state that snapshot() returned; in-flight messages are available."""
-        manager = cls(next_id=state["next_id"], clock=clock, max_waiting=max_waiting)
-        for saved in state["queues"]:
+    def restore(cls, state=None, records=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
+        """A manager holding a snapshot's state (None: empty) and the journal records written after
+        it. Every lease then ends, as a restart ends them: in-flight messages are available again,
+        at the head, with their delivery counts kept.
+        """
+        manager = cls(next_id=state["next_id"] if state else None, clock=clock, max_waiting=max_waiting)
+        for saved in state["queues"] if state else ():
             manager._queues[saved["name"]] = Queue.from_settings(saved)
         for queue in manager._queues.values():
             if queue.dead_letter_queue is not None:
                 queue.dead_letter_target = manager._queues[queue.dead_letter_queue]
+        manager._replay(records)
+        for queue in manager._queues.values():
+            with queue.lock:
+                queue.end_all_leases()
         return manager
 
-    def replay(self, records):
-        """Apply journal records written after the restored state; then make every lease end.
-
-        For start-up, before other threads use the manager; locks are taken as in normal running.
-        """
+    def _replay(self, records):
+        """Apply journal records; locks are taken as in normal running."""
         for kind, name, *args in records:
             if kind == "create":
                 with self._lock:
@@ -463,6 +467,3 @@ class QueueManager:
                     self._apply_ack(queue, args[0])
                 elif kind == "return":
                     self._with_dead_letter_lock(queue, self._apply_return, args[0])
-        for queue in self._queues.values():
-            with queue.lock:
-                queue.put_back([queue.end_lease(receipt) for receipt in list(queue.leases)])

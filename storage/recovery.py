@@ -18,14 +18,12 @@ def recover(persistence, max_waiting):
     state = load_snapshot(path, SNAPSHOT_VERSION)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
-        manager, first = QueueManager(max_waiting=max_waiting), 0
-    else:
-        manager, first = QueueManager.restore(state, max_waiting=max_waiting), state["journal_generation"]
+    first = state["journal_generation"] if state else 0
     pending = [g for g in generations(path) if g >= first]
     records = [record for g in pending for record in read_records(journal_path(path, g))]
     if records:
-        log.info("replaying %d journal records from %s", len(records), ", ".join(map(str, pending)))
-    manager.replay(records)
+        log.info("replaying %d journal records from generations %s", len(records), pending)
+    manager = QueueManager.restore(state, records, max_waiting=max_waiting)
     # Never append to a replayed file: it may end in a torn record.
     generation = max([first - 1, *pending]) + 1
     journal = Journal(path, generation, persistence.fsync) if persistence.journal else None

@@ -24,6 +24,7 @@ _SETTINGS_TYPES = {
     "acked_total": int,
     "dead_lettered_total": int,
     "deliveries": dict,
+    "leases": list,
     "size": int,
 }
 
@@ -89,6 +90,9 @@ def _check_header(header):
         for key, kind in _SETTINGS_TYPES.items():
             if not isinstance(settings, dict) or not isinstance(settings.get(key), kind):
                 raise ValueError(f"queue settings lack a valid {key!r}")
+        for lease in settings["leases"]:
+            if not (isinstance(lease, tuple) and list(map(type, lease)) == [str, bytes, float, int]):
+                raise ValueError("a lease is not (receipt, message, expiry, deliveries)")
 
 
 def _read_messages(unpickler, size):
