@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from queues import auth, request_log
 from queues.config import ConfigError, load_config
 from queues.errors import register_error_handlers
+from queues.openapi import render_openapi
 from queues.request_log import RequestLog
 from queues.routes import admin, messages
 from queues.schemas import SchemaFileError, load_schemas
@@ -50,6 +51,7 @@ def create_app(config=None):
     app.extensions["queues.manager"] = manager
     app.extensions["queues.journal"] = journal
     app.extensions["queues.schemas"] = load_schemas()
+    app.extensions["queues.openapi"] = render_openapi(config.queues)
     auth.init_app(app, config.auth.users_file)
     register_error_handlers(app)
     request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))

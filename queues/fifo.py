@@ -200,7 +200,9 @@ class Queue:
             "acked_total": self.acked_total,
             "dead_lettered_total": self.dead_lettered_total,
             "deliveries": dict(self.deliveries),
-            "leases": [(lease.receipt, lease.stored, lease.expires_at, lease.deliveries) for lease in in_flight],
+            "leases": [
+                (lease.receipt, lease.stored, lease.expires_at, lease.deliveries) for lease in in_flight
+            ],
             "messages": list(self.messages),
         }
 

@@ -1,8 +1,5 @@
 """The admin blueprint: create, list, inspect and delete queues, plus the public health and API document."""
 
-from functools import cache
-from pathlib import Path
-
 from flask import Blueprint, Response, current_app
 
 from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
@@ -13,14 +10,8 @@ from queues.routes import bounded_int, json_object_body, manager, settings
 from queues.schemas import SCHEMA_NAMES
 
 bp = Blueprint("admin", __name__)
-OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
 CREATE_FIELDS = ("name", "max_messages", "schema", "max_deliveries", "dead_letter_queue")
 MAX_DELIVERIES = 1000
-
-
-@cache
-def _openapi_document():
-    return OPENAPI_FILE.read_bytes()
 
 
 @bp.get("/health")
@@ -40,7 +31,7 @@ def get_health():
 
 @bp.get("/openapi.yaml")
 def get_openapi():
-    return Response(_openapi_document(), mimetype="application/yaml")
+    return Response(current_app.extensions["queues.openapi"], mimetype="application/yaml")
 
 
 @bp.get("/queues")
