@@ -30,7 +30,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
                 "--max-examples", "10", "--max-time", "60", "--seed", "7",
                 "--request-timeout", "10",
             ],
-            capture_output=True, text=True, timeout=180, check=False,
+            capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
         )  # fmt: skip
     finally:
         server.stop()
