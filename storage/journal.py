@@ -123,9 +123,9 @@ class Journal:
         self._fd = self._open(generation)
 
     def _open(self, generation):
-        self._path = journal_path(self._snapshot_path, generation)
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._good_size = os.fstat(fd).st_size
+        path = journal_path(self._snapshot_path, generation)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._path, self._good_size = path, os.fstat(fd).st_size
         return fd
 
     def start(self):
@@ -159,8 +159,10 @@ class Journal:
 
     def _fail(self, what, exc):
         if self.failure is None:
-            log.error("journal: cannot %s: %s; changes are refused until it works again", what, exc)
-        self.failure = f"journal: cannot {what}: {exc.strerror or exc}"
+            log.error(
+                "journal %s: cannot %s: %s; changes are refused until it works again", self._path, what, exc
+            )
+        self.failure = f"journal {self._path}: cannot {what}: {exc.strerror or exc}"
         raise JournalWriteError(self.failure) from exc
 
     def append(self, record):
