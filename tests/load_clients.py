@@ -7,14 +7,15 @@ import requests
 LOAD_SECONDS = 30
 
 
-def produce(base_url, auth, queue, producer, path):
-    """Push {"p", "seq"} one at a time; record each push that got its 201, until the server dies."""
+def produce(base_url, auth, queue, producer, path, count=None):
+    """Push {"p", "seq"} one at a time; record each push that got its 201, until the server dies
+    (or count messages are pushed)."""
     session = requests.Session()
     session.auth = auth
     deadline = time.monotonic() + LOAD_SECONDS
     with open(path, "w") as out:
         seq = 0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and seq != count:
             try:
                 response = session.post(
                     f"{base_url}/queues/{queue}/push", json={"message": {"p": producer, "seq": seq}}
@@ -27,8 +28,9 @@ def produce(base_url, auth, queue, producer, path):
             seq += 1
 
 
-def consume(base_url, auth, queue, path, until_empty=False, lease=None):
-    """Pull up to 5 at a time, until the server dies or, with until_empty, the queue stays empty.
+def consume(base_url, auth, queue, path, until_empty=None, lease=None):
+    """Pull up to 5 at a time, until the server dies or, once the until_empty event is set, the
+    queue stays empty for a second.
 
     Records each message that came in a 200 ("got"), and with lease also each one whose ack got its
     200 ("acked"): a crash can cut off an ack's reply after the ack was done.
@@ -56,7 +58,7 @@ def consume(base_url, auth, queue, path, until_empty=False, lease=None):
                         acked = session.post(f"{base_url}/queues/{queue}/ack", json={"receipts": receipts})
                         if acked.status_code == 200:
                             record("acked", response.json()["messages"])
-                elif until_empty:
+                elif until_empty is not None and until_empty.is_set():
                     empty_since = empty_since or time.monotonic()
                     if time.monotonic() - empty_since > 1.0:
                         return

@@ -38,7 +38,7 @@ def run_load_and_kill(server, tmp_path, kill_after, producers=3, consumers=2, le
         for p in range(producers)
     ]
     workers += [
-        context.Process(target=consume, args=(server.base_url, MANAGER, "jobs", pulled[c], False, lease))
+        context.Process(target=consume, args=(server.base_url, MANAGER, "jobs", pulled[c], None, lease))
         for c in range(consumers)
     ]
     for worker in workers:
