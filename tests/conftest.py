@@ -1,6 +1,7 @@
 """Shared fixtures: a config under tmp_path, a fresh app per test, its client, and credentials."""
 
 import base64
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,14 @@ def write_config(directory, **sections):
     if not (Path(directory) / "users.yaml").exists():
         write_users(Path(directory) / "users.yaml")
     return path
+
+
+def eventually(condition, timeout=15.0):
+    """Poll condition until it is true; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def basic(user, password=None):

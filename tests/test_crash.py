@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import PASSWORDS
+from tests.conftest import PASSWORDS, eventually
 from tests.live_server import LiveServer
 from tests.load_clients import consume, produce, push_times, read_records
 
@@ -43,7 +43,7 @@ def run_load_and_kill(server, tmp_path, kill_after, producers=3, consumers=2, le
     ]
     for worker in workers:
         worker.start()
-    wait_until(lambda: all(path.exists() and path.stat().st_size for path in pushed))
+    eventually(lambda: all(path.exists() and path.stat().st_size for path in pushed), timeout=60)
     time.sleep(kill_after)
     killed_at = time.time()
     server.kill9()
@@ -53,13 +53,6 @@ def run_load_and_kill(server, tmp_path, kill_after, producers=3, consumers=2, le
     server.start()
     consumed = {kind: read_records(pulled, kind) for kind in ("got", "acked")}
     return read_records(pushed, "pushed"), consumed, drain(server), (killed_at, push_times(pushed))
-
-
-def wait_until(condition, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the load did not start"
-        time.sleep(0.05)
 
 
 def assert_in_push_order(remaining):

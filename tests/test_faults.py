@@ -11,16 +11,10 @@ import time
 
 import pytest
 
+from tests.conftest import eventually
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
-
-
-def eventually(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def push(server, n):
@@ -29,6 +23,13 @@ def push(server, n):
 
 def health(server):
     return server.session().get(server.url("/health"))
+
+
+def assert_survives_a_crash(server, numbers):
+    """kill -9, restart: the queue holds exactly numbers, in order."""
+    server.kill9()
+    server.start()
+    assert pulled_numbers(server) == numbers
 
 
 def pulled_numbers(server):
@@ -135,9 +136,7 @@ def test_read_only_data_directory_refuses_changes_and_keeps_the_snapshot(tmp_pat
             set_immutable(data, False)
         eventually(lambda: push(server, 3).status_code == 201)
         eventually(lambda: health(server).status_code == 200)
-        server.kill9()
-        server.start()
-        assert pulled_numbers(server) == [1, 3]
+        assert_survives_a_crash(server, [1, 3])
     finally:
         server.stop()
 
@@ -155,9 +154,7 @@ def test_full_disk_refuses_changes_then_recovers_when_space_returns(tmp_path, tm
         filler.unlink()
         eventually(lambda: push(server, 3).status_code == 201)
         eventually(lambda: health(server).status_code == 200)
-        server.kill9()
-        server.start()
-        assert pulled_numbers(server) == [1, 3]
+        assert_survives_a_crash(server, [1, 3])
     finally:
         server.stop()
 
@@ -179,9 +176,7 @@ def test_file_size_limit_refuses_changes_then_recovers_when_lifted(tmp_path):
         resource.prlimit(worker, resource.RLIMIT_FSIZE, (unlimited, unlimited))
         eventually(lambda: push(server, 3).status_code == 201)
         eventually(lambda: health(server).status_code == 200)
-        server.kill9()
-        server.start()
-        assert pulled_numbers(server) == [1, 3]
+        assert_survives_a_crash(server, [1, 3])
     finally:
         server.stop()
         shutil.rmtree(tmp_path / "data", ignore_errors=True)

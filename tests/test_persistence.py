@@ -1,20 +1,12 @@
 """The snapshot thread and start-up restore, through the app."""
 
-import time
 
 import pytest
 
 from app import create_app, shutdown
 from queues.config import load_config
 from storage.snapshot import SnapshotError
-from tests.conftest import basic, write_config
-
-
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+from tests.conftest import basic, eventually, write_config
 
 
 def test_state_written_at_shutdown_is_restored_at_start(tmp_path):
@@ -43,8 +35,8 @@ def test_state_written_at_shutdown_is_restored_at_start(tmp_path):
 def test_snapshot_is_written_every_interval(make_app, tmp_path):
     app = make_app(persistence={"interval_seconds": 0.1})
     app.test_client().post("/queues", json={"name": "jobs"}, headers=basic("admin"))
-    wait_for((tmp_path / "data" / "queues.pickle").exists)
-    wait_for(lambda: app.test_client().get("/health").json["snapshot"]["last_saved_at"] is not None)
+    eventually((tmp_path / "data" / "queues.pickle").exists)
+    eventually(lambda: app.test_client().get("/health").json["snapshot"]["last_saved_at"] is not None)
 
 
 def test_failing_snapshot_makes_health_degraded_until_it_recovers(make_app, tmp_path):
@@ -53,12 +45,12 @@ def test_failing_snapshot_makes_health_degraded_until_it_recovers(make_app, tmp_
     data = tmp_path / "data"
     data.rename(tmp_path / "moved")
     client.post("/queues", json={"name": "jobs"}, headers=basic("admin"))
-    wait_for(lambda: client.get("/health").status_code == 503)
+    eventually(lambda: client.get("/health").status_code == 503)
     health = client.get("/health").json
     assert health["status"] == "degraded" and "queues.pickle" in health["snapshot"]["last_error"]
     assert client.post("/queues/jobs/push", json={"message": {}}, headers=basic("admin")).status_code == 201
     (tmp_path / "moved").rename(data)
-    wait_for(lambda: client.get("/health").status_code == 200)
+    eventually(lambda: client.get("/health").status_code == 200)
     assert client.get("/health").json["status"] == "ok"
 
 

@@ -47,6 +47,19 @@ def _body_within_limit():
     return data
 
 
+def one_or_many(body, one, many, limit):
+    """The items of body[one] (one item) or body[many] (a non-empty list of at most limit), and
+    whether it was one; raises InvalidRequest unless exactly one of the two is there."""
+    if (one in body) == (many in body):
+        raise InvalidRequest(f"the body needs exactly one of '{one}' or '{many}'")
+    if one in body:
+        return [body[one]], True
+    items = body[many]
+    if not isinstance(items, list) or not 0 < len(items) <= limit:
+        raise InvalidRequest(f"'{many}' must be a list of 1 to {limit} items")
+    return items, False
+
+
 def query_params(allowed):
     """The query string as a dict; raises InvalidRequest for a parameter not in allowed or repeated."""
     params = {}

@@ -11,6 +11,7 @@ from queues.routes import (
     bounded_seconds,
     json_object_body,
     manager,
+    one_or_many,
     query_int,
     query_params,
     settings,
@@ -20,29 +21,16 @@ from queues.schemas import check_messages
 bp = Blueprint("messages", __name__)
 
 
-def _messages_of(body, max_batch):
-    if ("message" in body) == ("messages" in body):
-        raise InvalidRequest("the body needs exactly one of 'message' or 'messages'")
-    if "message" in body:
-        return [body["message"]]
-    messages = body["messages"]
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("'messages' must be a non-empty list")
-    if len(messages) > max_batch:
-        raise InvalidRequest(f"a batch holds at most {max_batch} messages, not {len(messages)}")
-    return messages
-
-
 @bp.post("/queues/<name>/push")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def push_messages(name):
     queues = manager()
     schema = queues.schema_of(name)
     body = json_object_body(("message", "messages"))
-    messages = _messages_of(body, settings().queues.max_batch)
+    messages, single = one_or_many(body, "message", "messages", settings().queues.max_batch)
     check_messages(messages, current_app.extensions["queues.schemas"].get(schema))
     ids, size = queues.push(name, [jsoncodec.dumps(m) for m in messages])
-    if "message" in body:
+    if single:
         return json_response({"id": ids[0], "queue": name, "size": size}, 201)
     return json_response({"ids": ids, "queue": name, "size": size}, 201)
 
@@ -65,9 +53,9 @@ def pull_messages(name):
     return json_response(b'{"messages":[' + b",".join(pulled) + b"]}")
 
 
-def _receipt(value, field="receipt"):
+def _receipt(value):
     if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{field}' must be a non-empty string")
+        raise InvalidRequest("a receipt must be a non-empty string")
     return value
 
 
@@ -77,15 +65,8 @@ def ack_messages(name):
     queues = manager()
     queues.require(name)
     body = json_object_body(("receipt", "receipts"))
-    if ("receipt" in body) == ("receipts" in body):
-        raise InvalidRequest("the body needs exactly one of 'receipt' or 'receipts'")
-    if "receipt" in body:
-        receipts = [_receipt(body["receipt"])]
-    else:
-        receipts = body["receipts"]
-        if not isinstance(receipts, list) or not 0 < len(receipts) <= settings().queues.max_batch:
-            raise InvalidRequest(f"'receipts' must be a list of 1 to {settings().queues.max_batch} receipts")
-        receipts = [_receipt(r, "receipts") for r in receipts]
+    receipts, _ = one_or_many(body, "receipt", "receipts", settings().queues.max_batch)
+    receipts = [_receipt(receipt) for receipt in receipts]
     return json_response({"acked": queues.ack(name, receipts)})
 
 
