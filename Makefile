@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ test: lint
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# A few minutes: figures in bench/results/<date>.md and .json (installs wrk if missing).
+bench: install
+	$(BIN)/python bench/benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache data logs

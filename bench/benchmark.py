@@ -1,0 +1,466 @@
+"""The benchmark: `make bench` (full, a few minutes) or `python bench/benchmark.py --quick`.
+
+Runs the real service under gunicorn on loopback, as deployed (authentication and the full request
+log on), and a do-nothing Flask endpoint under the same gunicorn settings as the baseline; drives
+both with wrk (keep-alive, 16 connections, one thread); prints a table and writes it as Markdown and
+JSON. Every figure is the median of several runs, with min and max. No figure fails anything.
+"""
+
+import argparse
+import base64
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from queues.manager import SNAPSHOT_VERSION, QueueManager  # noqa: E402
+from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
+from tests.conftest import PASSWORDS  # noqa: E402
+from tests.live_server import GUNICORN, LiveServer, free_port  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+POST_SCRIPT = BENCH / "lua" / "post.lua"
+# A job of about 300 bytes, as the calculation cluster's producers send them.
+JOB = {
+    "id": "job-000001",
+    "timestamp": "2026-11-28T10:00:00Z",
+    "status": "pending",
+    "type": "moving_average",
+    "owner": "desk-7",
+    "date_range": {"start": "2026-01-02", "end": "2026-06-30"},
+    "assets": ["AAPL", "MSFT", "GOOG", "AMZN", "NVDA"],
+    "parameters": {"window": 20, "field": "close", "calendar": "XNYS", "note": "x" * 70},
+}
+JOB_BYTES = json.dumps(JOB, separators=(",", ":")).encode()
+
+
+def ensure_wrk():
+    """Install wrk from Debian's packages if it is missing (as root), or stop with a clear message."""
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("the benchmark needs wrk: apt-get install wrk")
+    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+
+
+def _milliseconds(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    raise ValueError(text)
+
+
+def wrk(url, seconds, body=None, user="manager"):
+    """One wrk run: requests/s, p50 and p99 in ms, and the non-2xx count."""
+    env = dict(os.environ, AUTH_HEADER=_basic(user), BODY_FILE="")
+    with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
+        if body is not None:
+            body_file.write(body)
+            body_file.flush()
+            env["BODY_FILE"] = body_file.name
+        command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(POST_SCRIPT), url]
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    figures = {"non_2xx": 0}
+    for line in output.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            figures["requests_per_s"] = float(words[1])
+        elif words[:1] == ["50%"]:
+            figures["p50_ms"] = _milliseconds(words[1])
+        elif words[:1] == ["99%"]:
+            figures["p99_ms"] = _milliseconds(words[1])
+        elif line.startswith("  Non-2xx"):
+            figures["non_2xx"] = int(words[-1])
+    return figures
+
+
+def _basic(user):
+    return "Basic " + base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
+
+
+def summarise(runs):
+    """{figure: {median, min, max}} over a list of runs' {figure: value}."""
+    return {
+        key: {
+            "median": statistics.median(run[key] for run in runs),
+            "min": min(run[key] for run in runs),
+            "max": max(run[key] for run in runs),
+        }
+        for key in runs[0]
+    }
+
+
+class Service:
+    """The real service under gunicorn, with helpers to fill and read its queues."""
+
+    def __init__(self, directory, threads=16, **persistence):
+        self.server = LiveServer(
+            directory,
+            server={"threads": threads},
+            queues={"max_messages": 2_000_000, "max_request_bytes": 4_000_000},
+            persistence={"interval_seconds": 3600, **persistence},
+            logging={"level": "WARNING"},
+        )
+        self.server.start()
+        self.session = self.server.session("admin")
+
+    def url(self, path):
+        return self.server.url(path)
+
+    def reset(self, queue):
+        self.session.delete(self.url(f"/queues/{queue}"))
+        assert self.session.post(self.url("/queues"), json={"name": queue}).status_code == 201
+
+    def info(self, queue):
+        return self.session.get(self.url(f"/queues/{queue}")).json()
+
+    def fill(self, queue, count, threads=4):
+        """Push count jobs in batches of 100 from several connections at once."""
+        body = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
+        batches = iter(range(count // 100))
+
+        def pusher():
+            session = self.server.session("admin")
+            for _ in batches:
+                session.post(
+                    self.url(f"/queues/{queue}/push"), data=body, headers={"Content-Type": "application/json"}
+                )
+
+        workers = [threading.Thread(target=pusher) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def rss_bytes(self):
+        (worker,) = self.server.worker_pids()
+        for line in Path(f"/proc/{worker}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self):
+        self.server.stop()
+
+
+def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
+    """wrk runs against path; with counter ("pushed_total" or "pulled_total"), messages/s too."""
+    results = []
+    for _ in range(runs):
+        service.reset("q")
+        if prefill:
+            service.fill("q", prefill)
+        before = service.info("q")[counter] if counter else 0
+        figures = wrk(service.url(path), seconds, body)
+        if counter:
+            figures["messages_per_s"] = (service.info("q")[counter] - before) / seconds
+        results.append(figures)
+    return summarise(results)
+
+
+def baseline(workdir, runs, seconds, threads=16):
+    """The do-nothing endpoint under the service's gunicorn settings."""
+    port = free_port()
+    process = subprocess.Popen(
+        [GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", str(threads),
+         "--no-control-socket", "noop_app:app"],
+        cwd=BENCH, stdout=subprocess.DEVNULL, stderr=open(workdir / f"baseline.{threads}.log", "wb"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.post(f"http://127.0.0.1:{port}/noop", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        return summarise([wrk(f"http://127.0.0.1:{port}/noop", seconds, b'{"message":' + JOB_BYTES + b"}")
+                          for _ in range(runs)])  # fmt: skip
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def throughput_phases(workdir, runs, seconds):
+    service = Service(workdir / "service")
+    batch = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
+    single = b'{"message":' + JOB_BYTES + b"}"
+    try:
+        phases = {
+            "push": measure(service, runs, seconds, "/queues/q/push", single, "pushed_total"),
+            "pull": measure(
+                service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
+            ),
+            "push_batch_100": measure(service, runs, seconds, "/queues/q/push", batch, "pushed_total"),
+            "pull_batch_100": measure(
+                service,
+                runs,
+                seconds,
+                "/queues/q/pull?max=100",
+                None,
+                "pulled_total",
+                prefill=120_000 * seconds,
+            ),
+            "mixed": mixed(service, runs, seconds, single),
+        }
+    finally:
+        service.stop()
+    return phases
+
+
+def _consume(service, stop, consumed):
+    session = service.server.session("manager")
+    while not stop.is_set():
+        response = session.post(service.url("/queues/q/pull?max=10&wait=1"))
+        if response.status_code == 200:
+            consumed.append(len(response.json()["messages"]))
+
+
+def mixed(service, runs, seconds, single):
+    """wrk pushes while 8 long-polling consumers (threads in this process) pull 10 at a time."""
+    results = []
+    for _ in range(runs):
+        service.reset("q")
+        stop, consumed = threading.Event(), []
+        consumers = [threading.Thread(target=_consume, args=(service, stop, consumed)) for _ in range(8)]
+        for thread in consumers:
+            thread.start()
+        figures = wrk(service.url("/queues/q/push"), seconds, single)
+        stop.set()
+        for thread in consumers:
+            thread.join()
+        figures["messages_per_s"] = sum(consumed) / seconds
+        results.append(figures)
+    return summarise(results)
+
+
+def journal_phases(workdir, runs, seconds):
+    single = b'{"message":' + JOB_BYTES + b"}"
+    found = {}
+    for fsync in ("everysec", "always"):
+        service = Service(workdir / f"journal-{fsync}", journal="on", fsync=fsync)
+        try:
+            found[f"push_journal_{fsync}"] = measure(
+                service, runs, seconds, "/queues/q/push", single, "pushed_total"
+            )
+        finally:
+            service.stop()
+    return found
+
+
+def thread_phases(workdir, runs, seconds, counts):
+    single = b'{"message":' + JOB_BYTES + b"}"
+    found = {}
+    for threads in counts:
+        service = Service(workdir / f"threads-{threads}", threads=threads)
+        try:
+            push = measure(service, runs, seconds, "/queues/q/push", single, "pushed_total")
+        finally:
+            service.stop()
+        found[threads] = {"push": push, "baseline": baseline(workdir, runs, seconds, threads)}
+    return found
+
+
+def memory_and_snapshot_phases(workdir, runs, seconds, sizes):
+    """RSS per queued message, then p99 of pushes with the biggest queue, without and during snapshots."""
+    directory = workdir / "memory"
+    service = Service(directory)
+    found = {}
+    try:
+        service.reset("big")
+        service.reset("q")
+        start_rss, filled = service.rss_bytes(), 0
+        for size in sizes:
+            service.fill("big", size - filled)
+            filled = size
+            found[f"rss_per_message_{size}"] = (service.rss_bytes() - start_rss) / size
+        single = b'{"message":' + JOB_BYTES + b"}"
+        found["push_without_snapshot"] = summarise(
+            [wrk(service.url("/queues/q/push"), seconds, single) for _ in range(runs)]
+        )
+    finally:
+        service.stop()  # writes the final snapshot of every message
+    # The same data, now snapshotted every second: each push run changes the state, so one
+    # snapshot of all the messages after another is written while the pushes are measured.
+    service = Service(directory, interval_seconds=1)
+    try:
+        time.sleep(1.5)
+        found["push_during_snapshot"] = summarise(
+            [wrk(service.url("/queues/q/push"), seconds, single) for _ in range(runs)]
+        )
+    finally:
+        service.stop()
+    return found
+
+
+def snapshot_times(workdir, count, runs):
+    """Snapshot (copy + write) and restore (read + rebuild) of count messages, in this process."""
+    manager = QueueManager()
+    manager.create("big", count)
+    for start in range(0, count, 1000):
+        manager.push("big", [JOB_BYTES] * min(1000, count - start))
+    path = workdir / "bench.pickle"
+    saves, restores = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        state, _ = manager.snapshot()
+        save_snapshot(path, state)
+        saves.append({"seconds": time.perf_counter() - started})
+        started = time.perf_counter()
+        QueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION))
+        restores.append({"seconds": time.perf_counter() - started})
+    return {"snapshot": summarise(saves), "restore": summarise(restores), "file_bytes": path.stat().st_size}
+
+
+def machine():
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    python, kernel = platform.python_version(), platform.release()
+    return f"{cpu}, {os.cpu_count()} cores, {memory} GiB, Python {python}, Linux {kernel}"
+
+
+def _fmt(figure):
+    return f"{figure['median']:,.1f} ({figure['min']:,.1f}–{figure['max']:,.1f})"
+
+
+def report(results):
+    """Markdown: the figures, their ratio to the baseline, and the targets."""
+    base = results["baseline"]
+    rows = [
+        "| phase | requests/s | messages/s | p50 ms | p99 ms | requests/s ÷ baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows.append(
+        f"| do-nothing endpoint (baseline) | {_fmt(base['requests_per_s'])} | | "
+        f"{_fmt(base['p50_ms'])} | {_fmt(base['p99_ms'])} | 1.00 |"
+    )
+    for name, figures in {**results["phases"], **results["journal"]}.items():
+        ratio = figures["requests_per_s"]["median"] / base["requests_per_s"]["median"]
+        rows.append(f"| {name} | {_fmt(figures['requests_per_s'])} | {_fmt(figures['messages_per_s'])} | "
+                    f"{_fmt(figures['p50_ms'])} | {_fmt(figures['p99_ms'])} | {ratio:.2f} |")  # fmt: skip
+    threads = [
+        "| threads | push requests/s | baseline requests/s | ratio | push p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for count, pair in results["threads"].items():
+        push, noop = pair["push"]["requests_per_s"]["median"], pair["baseline"]["requests_per_s"]["median"]
+        p99 = pair["push"]["p99_ms"]["median"]
+        threads.append(f"| {count} | {push:,.0f} | {noop:,.0f} | {push / noop:.2f} | {p99:.1f} |")
+    memory, times, count = results["memory"], results["snapshot_times"], results["snapshot_messages"]
+    lines = [
+        f"# Benchmark, {results['date']}",
+        "",
+        f"Machine: {results['machine']}. wrk: keep-alive, 16 connections, 1 thread, "
+        f"{results['seconds']} s a run; each figure is the median of {results['runs']} runs (min–max). "
+        "The service runs as deployed: gunicorn, 1 worker, gthread; Basic auth; the full request log; "
+        "no journal unless named.",
+        "",
+        *rows,
+        "",
+        "Thread count (push vs the baseline with the same threads):",
+        "",
+        *threads,
+        "",
+        "| memory and snapshots | figure |",
+        "|---|---|",
+        *(
+            f"| resident memory per queued message at {size:,} | {memory[f'rss_per_message_{size}']:,.0f} B |"
+            for size in results["sizes"]
+        ),  # fmt: skip
+        f"| snapshot of {count:,} messages | {_fmt(times['snapshot']['seconds'])} s |",
+        f"| restore of {count:,} messages | {_fmt(times['restore']['seconds'])} s |",
+        f"| snapshot file | {times['file_bytes'] / 1e6:,.1f} MB |",
+        f"| push p99, {count:,} queued, no snapshot | {_fmt(memory['push_without_snapshot']['p99_ms'])} ms |",
+        f"| push p99 while snapshots are written | {_fmt(memory['push_during_snapshot']['p99_ms'])} ms |",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(f"| {name} | {value} | {'yes' if met else 'no'} |" for name, value, met in targets(results)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def targets(results):
+    base = results["baseline"]["requests_per_s"]["median"]
+    phases, memory, times = results["phases"], results["memory"], results["snapshot_times"]
+    largest = results["sizes"][-1]
+    p99_ratio = (
+        memory["push_during_snapshot"]["p99_ms"]["median"]
+        / memory["push_without_snapshot"]["p99_ms"]["median"]
+    )
+    found = []
+    for name in ("push", "pull"):
+        ratio = phases[name]["requests_per_s"]["median"] / base
+        found.append((f"single {name} ≥ 0.8 × baseline", f"{ratio:.2f} ×", ratio >= 0.8))
+        p99 = phases[name]["p99_ms"]["median"]
+        found.append((f"single {name} p99 ≤ 15 ms", f"{p99:.1f} ms", p99 <= 15))
+    pushed, pulled = (phases[f"{n}_batch_100"]["messages_per_s"]["median"] for n in ("push", "pull"))
+    found.append(("batch push ≥ 100,000 messages/s", f"{pushed:,.0f}", pushed >= 100_000))
+    found.append(("batch pull ≥ 200,000 messages/s", f"{pulled:,.0f}", pulled >= 200_000))
+    per_message = memory[f"rss_per_message_{largest}"]
+    found.append((f"≤ 400 B per queued message ({largest:,})", f"{per_message:,.0f} B", per_message <= 400))
+    for step in ("snapshot", "restore"):
+        seconds = times[step]["seconds"]["median"]
+        found.append((f"{step} of {results['snapshot_messages']:,} ≤ 1 s", f"{seconds:.2f} s", seconds <= 1))
+    found.append(("p99 during snapshots ≤ 2 × p99 without", f"{p99_ratio:.2f} ×", p99_ratio <= 2))
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a second a phase, one run, small sizes (a smoke test)"
+    )
+    parser.add_argument("--seconds", type=float, help="length of each wrk run")
+    parser.add_argument("--runs", type=int, help="runs of each figure (the median is reported)")
+    parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the .md and .json go")
+    args = parser.parse_args(argv)
+    ensure_wrk()
+    seconds = args.seconds or (1 if args.quick else 3)
+    runs = args.runs or (1 if args.quick else 3)
+    sizes = [10_000] if args.quick else [100_000, 1_000_000]
+    with tempfile.TemporaryDirectory(prefix="queue-bench-") as work:
+        workdir = Path(work)
+        results = {
+            "date": date.today().isoformat(),
+            "machine": machine(),
+            "seconds": seconds,
+            "runs": runs,
+            "sizes": sizes,
+            "snapshot_messages": sizes[-1],
+            "baseline": baseline(workdir, runs, seconds),
+            "phases": throughput_phases(workdir, runs, seconds),
+            "journal": journal_phases(workdir, runs, seconds),
+            "threads": thread_phases(workdir, runs, seconds, [4, 16] if args.quick else [4, 8, 16, 32]),
+            "memory": memory_and_snapshot_phases(workdir, runs, seconds, sizes),
+            "snapshot_times": snapshot_times(workdir, sizes[-1], runs),
+        }
+    text = report(results)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{results['date']}.md").write_text(text)
+    (args.out / f"{results['date']}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

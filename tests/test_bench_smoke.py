@@ -1,0 +1,27 @@
+"""The benchmark still runs: `bench/benchmark.py --quick` end to end. It asserts no speed."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_runs_every_phase_and_writes_its_tables(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "benchmark.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (markdown,) = tmp_path.glob("*.md")
+    (figures,) = tmp_path.glob("*.json")
+    results = json.loads(figures.read_text())
+    assert set(results["phases"]) == {"push", "pull", "push_batch_100", "pull_batch_100", "mixed"}
+    assert set(results["journal"]) == {"push_journal_everysec", "push_journal_always"}
+    assert all(figures["requests_per_s"]["median"] > 0 for figures in results["phases"].values())
+    assert results["snapshot_times"]["file_bytes"] > 0
+    assert "| target | measured | met |" in markdown.read_text()
