@@ -1,11 +1,10 @@
 """HTTP Basic authentication and roles: the only module that sees passwords.
 
 A slow salted hash is checked once per distinct (user, password); after that the pair is found in
-an in-memory cache keyed by a keyed digest, so no plain password is kept.
+an in-memory cache keyed by a keyed BLAKE2 digest of it, so no plain password is kept.
 """
 
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -75,7 +74,7 @@ class Authenticator:
     def verify(self, username, password):
         """The User for these credentials, or None."""
         self._reload_if_changed()
-        key = hmac.digest(self._key, f"{username}\0{password}".encode(), hashlib.sha256)
+        key = hashlib.blake2b(f"{username}\0{password}".encode(), key=self._key, digest_size=32).digest()
         user = self._cache.get(key)
         if user is not None:
             return user

@@ -1,12 +1,14 @@
 """JSON encoding and decoding: orjson for speed, the standard library where orjson would lose data."""
 
 import json
-import re
 
 import orjson
 
-# orjson turns integers beyond 64 bits into floats; bodies that may hold one take the exact path.
-_LONG_DIGIT_RUN = re.compile(rb"\d{19}")
+# orjson turns integers beyond 64 bits into floats; bodies that may hold one (a run of 19 digits)
+# take the exact path. Mapping every digit to "0" and searching for nineteen of them is much faster
+# than a regular expression over a large body.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 class JsonDecodeError(ValueError):
@@ -27,7 +29,7 @@ def _finite_float(text):
 def loads(data):
     """Decode JSON bytes; NaN, Infinity and out-of-range numbers are errors, large integers are exact."""
     try:
-        if _LONG_DIGIT_RUN.search(data) is None:
+        if _LONG_DIGIT_RUN not in data.translate(_DIGITS_TO_ZERO):
             return orjson.loads(data)
         return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

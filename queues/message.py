@@ -38,15 +38,25 @@ def iso_timestamp(epoch_seconds):
     return "%s.%03dZ" % (_iso_second(millis // 1000), millis % 1000)
 
 
+@lru_cache(maxsize=4096)
+def _iso_bytes(epoch_seconds):
+    # A batch's messages share one enqueue time, so a pull of many formats few timestamps.
+    return iso_timestamp(epoch_seconds).encode()
+
+
 def render(stored, extra=b""):
     """The pulled form of a stored message as JSON bytes: {"id", "enqueued_at", "message"}.
 
     extra, if given, is more members (starting with a comma) to add to the object.
     """
     number, enqueued_at = _HEADER.unpack_from(stored)
-    return b'{"id":"%016x","enqueued_at":"%s","message":%s%s}' % (
-        number,
-        iso_timestamp(enqueued_at).encode(),
-        memoryview(stored)[HEADER_SIZE:],
-        extra,
+    return b"".join(
+        (
+            b'{"id":"%016x","enqueued_at":"' % number,
+            _iso_bytes(enqueued_at),
+            b'","message":',
+            memoryview(stored)[HEADER_SIZE:],
+            extra,
+            b"}",
+        )
     )
