@@ -26,6 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from queues.config import ServerConfig  # noqa: E402
 from queues.manager import SNAPSHOT_VERSION, QueueManager  # noqa: E402
 from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tests.conftest import PASSWORDS  # noqa: E402
@@ -33,7 +34,7 @@ from tests.live_server import GUNICORN, LiveServer, free_port  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 POST_SCRIPT = BENCH / "lua" / "post.lua"
-# A job of about 300 bytes, as the calculation cluster's producers send them.
+# A job of 300 bytes, as the calculation cluster's producers send them.
 JOB = {
     "id": "job-000001",
     "timestamp": "2026-11-28T10:00:00Z",
@@ -42,7 +43,7 @@ JOB = {
     "owner": "desk-7",
     "date_range": {"start": "2026-01-02", "end": "2026-06-30"},
     "assets": ["AAPL", "MSFT", "GOOG", "AMZN", "NVDA"],
-    "parameters": {"window": 20, "field": "close", "calendar": "XNYS", "note": "x" * 70},
+    "parameters": {"window": 20, "field": "close", "calendar": "XNYS", "note": "x" * 14},
 }
 JOB_BYTES = json.dumps(JOB, separators=(",", ":")).encode()
 
@@ -108,7 +109,7 @@ def summarise(runs):
 class Service:
     """The real service under gunicorn, with helpers to fill and read its queues."""
 
-    def __init__(self, directory, threads=16, **persistence):
+    def __init__(self, directory, threads=ServerConfig.threads, **persistence):
         self.server = LiveServer(
             directory,
             server={"threads": threads},
@@ -173,7 +174,7 @@ def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
     return summarise(results)
 
 
-def baseline(workdir, runs, seconds, threads=16):
+def baseline(workdir, runs, seconds, threads=ServerConfig.threads):
     """The do-nothing endpoint under the service's gunicorn settings."""
     port = free_port()
     process = subprocess.Popen(
