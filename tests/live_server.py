@@ -65,8 +65,8 @@ class LiveServer:
             try:
                 if requests.get(self.url("/health"), timeout=1).status_code in (200, 503):
                     return
-            except requests.ConnectionError:
-                pass  # not listening yet
+            except requests.RequestException:
+                pass  # not listening yet, or still restoring a large state
             time.sleep(0.05)
         raise AssertionError(f"gunicorn did not answer /health in {timeout} s:\n{self.stderr()}")
 
