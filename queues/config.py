@@ -22,7 +22,7 @@ class ConfigError(Exception):
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 7500
-    threads: int = 32
+    threads: int = 16
     workers: int = 1
     trusted_proxies: int = 0
 
