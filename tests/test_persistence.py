@@ -1,6 +1,5 @@
 """The snapshot thread and start-up restore, through the app."""
 
-
 import pytest
 
 from app import create_app, shutdown
