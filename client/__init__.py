@@ -1,0 +1,32 @@
+"""A Python client for the queue service: `QueueClient(base_url, user, password)`."""
+
+from client.api import QueueClient, Retry
+from client.errors import (
+    Forbidden,
+    InvalidMessage,
+    InvalidRequest,
+    QueueError,
+    QueueExists,
+    QueueFull,
+    QueueInUse,
+    QueueNotFound,
+    ReceiptInvalid,
+    StorageUnavailable,
+    Unauthorized,
+)
+
+__all__ = [
+    "Forbidden",
+    "InvalidMessage",
+    "InvalidRequest",
+    "QueueClient",
+    "QueueError",
+    "QueueExists",
+    "QueueFull",
+    "QueueInUse",
+    "QueueNotFound",
+    "ReceiptInvalid",
+    "Retry",
+    "StorageUnavailable",
+    "Unauthorized",
+]

@@ -1,0 +1,127 @@
+"""The Python client against a real server: every method, errors with their codes, retries."""
+
+import threading
+import time
+
+import pytest
+import yaml
+
+from client import (
+    Forbidden,
+    InvalidMessage,
+    QueueClient,
+    QueueError,
+    QueueExists,
+    QueueFull,
+    QueueInUse,
+    QueueNotFound,
+    ReceiptInvalid,
+    Retry,
+    Unauthorized,
+)
+from tests.conftest import PASSWORDS
+from tests.live_server import LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    server = LiveServer(tmp_path_factory.mktemp("client"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def admin(live, request):
+    with QueueClient(live.base_url, "admin", PASSWORDS["admin"]) as client:
+        yield client
+        for queue in sorted(client.list_queues(), key=lambda q: q["dead_letter_queue"] is None):
+            client.delete_queue(queue["name"])
+
+
+def test_queue_lifecycle(admin):
+    created = admin.create_queue("jobs", max_messages=10, schema="job")
+    assert (created["name"], created["max_messages"], created["schema"]) == ("jobs", 10, "job")
+    assert [q["name"] for q in admin.list_queues()] == ["jobs"]
+    assert admin.get_queue("jobs")["size"] == 0
+    assert admin.delete_queue("jobs") == 0
+    assert admin.health()["status"] == "ok"
+    assert yaml.safe_load(admin.openapi())["openapi"].startswith("3.")
+
+
+def test_push_and_pull_in_order(admin):
+    admin.create_queue("q")
+    first = admin.push("q", {"n": 1})
+    rest = admin.push_batch("q", [{"n": 2}, {"n": 3}])
+    pulled = admin.pull("q", max=10)
+    assert [m["id"] for m in pulled] == [first, *rest]
+    assert [m["message"]["n"] for m in pulled] == [1, 2, 3]
+
+
+def test_pull_shapes(admin):
+    admin.create_queue("q")
+    admin.push_batch("q", [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert admin.pull("q")["message"] == {"n": 1}
+    assert [m["message"] for m in admin.pull("q", max=5)] == [{"n": 2}, {"n": 3}]
+    assert admin.pull("q") is None
+    assert admin.pull("q", max=5) == []
+
+
+def test_lease_ack_nack_extend(admin):
+    admin.create_queue("dead")
+    admin.create_queue("work", max_deliveries=2, dead_letter_queue="dead")
+    admin.push("work", {"job": 1})
+    leased = admin.pull("work", lease=30)
+    assert leased["deliveries"] == 1
+    assert admin.extend("work", leased["receipt"], 60)["id"] == leased["id"]
+    assert admin.nack("work", leased["receipt"])["dead_lettered"] is False
+    again = admin.pull("work", lease=30, max=1)[0]
+    assert again["deliveries"] == 2
+    assert admin.ack("work", again["receipt"]) == 1
+    with pytest.raises(ReceiptInvalid) as error:
+        admin.ack("work", [again["receipt"]])
+    assert (error.value.status, error.value.code) == (409, "receipt_invalid")
+    with pytest.raises(QueueInUse):
+        admin.delete_queue("dead")
+
+
+def test_errors_carry_the_contracts_codes(live, admin):
+    admin.create_queue("jobs", schema="job", max_messages=1)
+    with pytest.raises(QueueNotFound) as missing:
+        admin.get_queue("missing")
+    assert (missing.value.status, missing.value.code) == (404, "queue_not_found")
+    with pytest.raises(QueueExists):
+        admin.create_queue("jobs")
+    with pytest.raises(InvalidMessage) as invalid:
+        admin.push("jobs", {"id": 1})
+    assert invalid.value.details[0]["index"] == 0
+    with pytest.raises(Unauthorized):
+        QueueClient(live.base_url, "admin", "wrong").list_queues()
+    with pytest.raises(Forbidden):
+        QueueClient(live.base_url, "manager", PASSWORDS["manager"]).create_queue("x")
+    with pytest.raises(QueueError) as unreachable:
+        QueueClient("http://127.0.0.1:9", "admin", "x", timeout=2).list_queues()
+    assert unreachable.value.code == "unreachable"
+
+
+def test_retry_on_queue_full_succeeds_once_there_is_room(live, admin):
+    admin.create_queue("small", max_messages=1)
+    admin.push("small", {"n": 1})
+    patient = QueueClient(live.base_url, "admin", PASSWORDS["admin"], retry=Retry(attempts=20, backoff=0.05))
+    threading.Timer(0.5, lambda: admin.pull("small")).start()
+    started = time.monotonic()
+    patient.push("small", {"n": 2})
+    assert time.monotonic() - started >= 0.4
+    assert admin.pull("small")["message"] == {"n": 2}
+
+
+def test_retry_gives_up_within_its_bounds(live, admin):
+    admin.create_queue("small", max_messages=1)
+    admin.push("small", {"n": 1})
+    patient = QueueClient(live.base_url, "admin", PASSWORDS["admin"], retry=Retry(attempts=3, backoff=0.01))
+    with pytest.raises(QueueFull):
+        patient.push("small", {"n": 2})
+    with pytest.raises(QueueFull):
+        QueueClient(live.base_url, "admin", PASSWORDS["admin"]).push("small", {"n": 3})
