@@ -1,0 +1,96 @@
+"""The example worker end to end: jobs become valid results, a killed worker's job is redone."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+from tests.conftest import PASSWORDS, REPO, eventually
+from tests.live_server import LiveServer
+
+pytestmark = pytest.mark.slow
+RESULT_SCHEMA = Draft202012Validator(
+    yaml.safe_load((REPO / "schemas" / "result.yaml").read_text()), format_checker=FormatChecker()
+)
+
+
+def run_example(server, script, *args, user="manager", wait=True):
+    env = {
+        **os.environ,
+        "QUEUES_URL": server.base_url,
+        "QUEUES_USER": user,
+        "QUEUES_PASSWORD": PASSWORDS[user],
+    }
+    command = [sys.executable, str(REPO / "examples" / script), *args]
+    if wait:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def results(server):
+    pulled = server.session().post(server.url("/queues/results/pull?max=100"))
+    return [] if pulled.status_code == 204 else pulled.json()["messages"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    live = LiveServer(tmp_path)
+    live.start()
+    yield live
+    live.stop()
+
+
+def test_three_workers_turn_twenty_jobs_into_twenty_valid_results(server):
+    run_example(server, "producer.py", "--count", "20", user="admin")
+    workers = [
+        run_example(server, "worker.py", "--idle-exit", "2", "--wait", "1", wait=False) for _ in range(3)
+    ]
+    for worker in workers:
+        assert worker.wait(120) == 0
+    produced = results(server)
+    assert sorted(r["message"]["job_id"] for r in produced) == sorted(f"job-{n}" for n in range(20))
+    for result in produced:
+        assert not list(RESULT_SCHEMA.iter_errors(result["message"]))
+    info = server.session().get(server.url("/queues/jobs")).json()
+    assert (info["size"], info["acked_total"]) == (0, 20)
+
+
+def test_a_job_held_by_a_killed_worker_is_done_by_another_after_its_lease(server):
+    run_example(server, "producer.py", "--count", "1", user="admin")
+    doomed = run_example(server, "worker.py", "--lease", "2", "--work-seconds", "30", wait=False)
+    eventually(lambda: server.session().get(server.url("/queues/jobs")).json()["in_flight"] == 1, timeout=30)
+    time.sleep(3)  # longer than the lease: the heartbeat keeps it while the worker lives
+    assert server.session().get(server.url("/queues/jobs")).json()["in_flight"] == 1
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(10)
+    run_example(server, "worker.py", "--max-jobs", "1", "--lease", "5", "--wait", "10")
+    (result,) = results(server)
+    assert result["message"]["job_id"] == "job-0"
+    server.stop()  # flushes the request log
+    log = [json.loads(line) for line in (server.directory / "logs" / "requests.log").read_text().splitlines()]
+    deliveries = [
+        json.loads(entry["body"])["deliveries"]
+        for entry in log
+        if entry["direction"] == "response"
+        and entry["path"] == "/queues/jobs/pull"
+        and entry["metadata"]["status"] == 200
+    ]
+    assert deliveries == [1, 2]
+
+
+def test_a_job_that_cannot_be_computed_ends_in_the_dead_letter_queue(server):
+    admin = server.session()
+    run_example(server, "producer.py", "--count", "0", user="admin")
+    poison = {"id": "bad", "timestamp": "2026-11-28T10:00:00Z", "status": "pending",
+              "date_range": {"start": "2026-01-03", "end": "2026-01-04"}, "assets": ["AAPL"]}  # fmt: skip
+    admin.post(server.url("/queues/jobs/push"), json={"message": poison})  # a weekend: no business day
+    run_example(server, "worker.py", "--idle-exit", "1", "--wait", "0.5")
+    dead = admin.post(server.url("/queues/jobs.dead/pull")).json()
+    assert dead["message"]["id"] == "bad"
+    assert admin.get(server.url("/queues/jobs")).json()["dead_lettered_total"] == 1
