@@ -51,7 +51,11 @@ class LiveServer:
                 start_new_session=True,
             )
         if wait:
-            self.wait_healthy()
+            try:
+                self.wait_healthy()
+            except AssertionError:
+                self.kill9()  # never leave a server behind that the caller cannot stop
+                raise
         return self
 
     def stderr(self):
