@@ -125,3 +125,38 @@ def test_retry_gives_up_within_its_bounds(live, admin):
         patient.push("small", {"n": 2})
     with pytest.raises(QueueFull):
         QueueClient(live.base_url, "admin", PASSWORDS["admin"]).push("small", {"n": 3})
+
+
+def test_ack_of_an_expired_lease_is_receipt_invalid(admin):
+    admin.create_queue("q")
+    admin.push("q", {"n": 1})
+    leased = admin.pull("q", lease=1)
+    time.sleep(1.3)
+    with pytest.raises(ReceiptInvalid):
+        admin.ack("q", leased["receipt"])
+    assert admin.pull("q", lease=5)["deliveries"] == 2
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["SIGTERM", "kill -9"])
+def test_leases_survive_a_restart_with_their_delivery_counts(tmp_path, crash):
+    server = LiveServer(tmp_path, persistence={"journal": "on", "fsync": "always"})
+    server.start()
+    try:
+        client = QueueClient(server.base_url, "admin", PASSWORDS["admin"])
+        client.create_queue("q")
+        client.push_batch("q", [{"n": 1}, {"n": 2}])
+        first = client.pull("q", lease=600)
+        assert client.get_queue("q")["in_flight"] == 1
+        if crash:
+            server.kill9()
+        else:
+            server.stop()
+        server.start()
+        client = QueueClient(server.base_url, "admin", PASSWORDS["admin"])
+        assert client.get_queue("q")["in_flight"] == 0
+        again = client.pull("q", lease=600, max=2)
+        assert [(m["id"], m["deliveries"]) for m in again] == [(first["id"], 2), (again[1]["id"], 1)]
+        with pytest.raises(ReceiptInvalid):
+            client.ack("q", first["receipt"])  # the lease ended with the restart
+    finally:
+        server.stop()
