@@ -41,18 +41,19 @@ def create_app(config=None):
     """Build the app from config (default: load_config()); raises one of STARTUP_ERRORS."""
     config = config or load_config()
     _configure_app_log(config.logging.level)
-    config.persistence.path.parent.mkdir(parents=True, exist_ok=True)
-    ignore_file_size_signal()
-    manager, journal = recover(config.persistence, config.queues.max_waiting_pulls)
-
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.queues.max_request_bytes
     app.extensions["queues.config"] = config
-    app.extensions["queues.manager"] = manager
-    app.extensions["queues.journal"] = journal
+    # Files that can stop start-up are read before the state is recovered and a journal opened.
     app.extensions["queues.schemas"] = load_schemas()
     app.extensions["queues.openapi"] = render_openapi(config.queues)
     auth.init_app(app, config.auth.users_file)
+
+    config.persistence.path.parent.mkdir(parents=True, exist_ok=True)
+    ignore_file_size_signal()
+    manager, journal = recover(config.persistence, config.queues.max_waiting_pulls)
+    app.extensions["queues.manager"] = manager
+    app.extensions["queues.journal"] = journal
     register_error_handlers(app)
     request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))
     app.register_blueprint(admin.bp)
