@@ -59,6 +59,17 @@ def basic(user, password=None):
     return {"Authorization": f"Basic {token}"}
 
 
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A real gunicorn running the service, shared by one test module's tests."""
+    from tests.live_server import LiveServer  # it imports this module: a top-level import would cycle
+
+    server = LiveServer(tmp_path_factory.mktemp("live"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_app(tmp_path):
     """Build apps from config overrides; every app built is shut down after the test."""

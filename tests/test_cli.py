@@ -8,17 +8,8 @@ import sys
 import pytest
 
 from tests.conftest import PASSWORDS, REPO
-from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("cli"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def cli(live, *args, user="admin", password=None, stdin=None):

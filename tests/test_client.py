@@ -25,14 +25,6 @@ from tests.live_server import LiveServer
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("client"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def admin(live, request):
     with QueueClient(live.base_url, "admin", PASSWORDS["admin"]) as client:

@@ -23,14 +23,6 @@ JOB = {
 }
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("live"), queues={"max_wait_seconds": 10})
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def queue(live, request):
     """A fresh queue on the shared server, named after the test; returns (session, its URL)."""
