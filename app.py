@@ -8,7 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from queues import auth, request_log
 from queues.config import ConfigError, load_config
-from queues.errors import register_error_handlers
+from queues.errors import StorageUnavailable, register_error_handlers
 from queues.openapi import render_openapi
 from queues.request_log import RequestLog
 from queues.routes import admin, messages
@@ -21,7 +21,16 @@ from storage.snapshot import SnapshotError
 from storage.snapshotter import Snapshotter
 
 # What stops start-up with a one-line message instead of a traceback.
-STARTUP_ERRORS = (ConfigError, SnapshotError, JournalError, SchemaFileError, UsersFileError, OSError)
+# StorageUnavailable: the journal cannot record that the restart ended the leases.
+STARTUP_ERRORS = (
+    ConfigError,
+    SnapshotError,
+    JournalError,
+    SchemaFileError,
+    UsersFileError,
+    StorageUnavailable,
+    OSError,
+)
 _STDERR_HANDLER = "queues-stderr"
 
 

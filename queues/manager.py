@@ -430,8 +430,7 @@ class QueueManager:
     @classmethod
     def restore(cls, state=None, records=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
         """A manager holding a snapshot's state (None: empty) and the journal records written after
-        it. Every lease then ends, as a restart ends them: in-flight messages are available again,
-        at the head, with their delivery counts kept.
+        it, leases included: end_leases_after_restart ends them once the journal is started.
         """
         manager = cls(next_id=state["next_id"] if state else None, clock=clock, max_waiting=max_waiting)
         for saved in state["queues"] if state else ():
@@ -440,10 +439,22 @@ class QueueManager:
             if queue.dead_letter_queue is not None:
                 queue.dead_letter_target = manager._queues[queue.dead_letter_queue]
         manager._replay(records)
-        for queue in manager._queues.values():
-            with queue.lock:
-                queue.end_all_leases()
         return manager
+
+    def end_leases_after_restart(self):
+        """End every lease, as a restart ends them: in-flight messages are available again, at the
+        head, with their delivery counts kept.
+
+        Journaled, so that leases taken from now on replay against the state they were taken from
+        if the service stops again before its next snapshot.
+        """
+        sequences = []
+        for queue in self._all_queues():
+            with queue.lock:
+                if queue.leases:
+                    sequences.append(self._write_ahead("restart", queue.name))
+                    queue.end_all_leases()
+        self._make_durable(*sequences)
 
     def _replay(self, records):
         """Apply journal records; locks are taken as in normal running."""
@@ -467,3 +478,5 @@ class QueueManager:
                     self._apply_ack(queue, args[0])
                 elif kind == "return":
                     self._with_dead_letter_lock(queue, self._apply_return, args[0])
+                elif kind == "restart":
+                    queue.end_all_leases()

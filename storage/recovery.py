@@ -28,4 +28,5 @@ def recover(persistence, max_waiting):
     generation = max([first - 1, *pending]) + 1
     journal = Journal(path, generation, persistence.fsync) if persistence.journal else None
     manager.start_journal(generation, journal)
+    manager.end_leases_after_restart()
     return manager, journal

@@ -117,3 +117,29 @@ def test_kill_9_without_journal_loses_at_most_the_snapshot_interval(tmp_path):
     safe_before = killed_at - interval - 1.0
     lost = [i for i, at in acked_at.items() if at < safe_before and i not in remaining_ids]
     assert not lost, f"{len(lost)} pushes acknowledged over {interval + 1.0} s before the crash were lost"
+
+
+def test_a_lease_taken_after_a_restart_survives_the_next_kill_9(tmp_path):
+    server = LiveServer(
+        tmp_path / "server", persistence={"journal": "on", "fsync": "always", "interval_seconds": 3600}
+    )
+
+    def lease_one():
+        response = server.session("manager").post(server.url("/queues/jobs/pull?lease=600"))
+        assert response.status_code == 200, response.text
+        return response.json()["message"]["n"], response.json()["deliveries"]
+
+    try:
+        server.start()
+        server.session().post(server.url("/queues"), json={"name": "jobs"})
+        server.session().post(server.url("/queues/jobs/push"), json={"messages": [{"n": 1}, {"n": 2}]})
+        assert lease_one() == (1, 1)
+        server.stop()  # the final snapshot holds n=1's lease
+        server.start()
+        assert lease_one() == (1, 2)  # only the journal holds this lease
+        server.kill9()
+        server.start()
+        assert lease_one() == (1, 3)
+        assert server.session().get(server.url("/queues/jobs")).json()["in_flight"] == 1
+    finally:
+        server.stop()

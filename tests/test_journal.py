@@ -109,6 +109,22 @@ def test_changes_since_the_last_snapshot_are_replayed_after_a_crash(journaled, f
     assert [(m["message"]["n"], m["deliveries"]) for m in pulled] == [(3, 2), (2, 2), (4, 1), (5, 1)]
 
 
+def test_a_lease_taken_after_a_restart_replays_after_the_next_crash(journaled):
+    first = journaled()
+    act(first, "post", "/queues", json={"name": "jobs"})
+    act(first, "post", "/queues/jobs/push", json={"messages": [{"n": 1}, {"n": 2}]})
+    act(first, "post", "/queues/jobs/pull?lease=60")  # n=1 in flight at the first crash
+
+    second = journaled()  # ends n=1's lease; only the journal records that
+    taken = act(second, "post", "/queues/jobs/pull?lease=60").json
+    assert (taken["message"]["n"], taken["deliveries"]) == (1, 2)
+
+    third = journaled()
+    assert act(third, "get", "/queues/jobs").json["size"] == 2
+    pulled = act(third, "post", "/queues/jobs/pull?lease=60&max=5").json["messages"]
+    assert [(m["message"]["n"], m["deliveries"]) for m in pulled] == [(1, 3), (2, 1)]
+
+
 def test_snapshot_folds_the_journal_in_and_starts_a_new_generation(journaled, tmp_path):
     app = journaled()
     act(app, "post", "/queues", json={"name": "jobs"})

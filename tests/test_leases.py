@@ -139,13 +139,14 @@ def test_expiry_sweep_moves_dead_letters_and_wakes_waiting_pullers(qm, clock):
     assert json.loads(got[0])["id"] == leased["id"]
 
 
-def test_restore_makes_in_flight_messages_available_with_their_deliveries(qm, clock):
+def test_restart_makes_in_flight_messages_available_with_their_deliveries(qm, clock):
     qm.push("jobs", [b'{"n":1}', b'{"n":2}', b'{"n":3}'])
     lease(qm, seconds=5)
     clock.now += 5
     lease(qm, 2)  # n=1 on its second delivery, n=2 on its first
     state, _ = qm.snapshot()
     restored = QueueManager.restore(state, clock=clock)
+    restored.end_leases_after_restart()
     assert restored.info("jobs")["in_flight"] == 0
     again = lease(restored, 3)
     assert [(m["message"]["n"], m["deliveries"]) for m in again] == [(1, 3), (2, 2), (3, 1)]
