@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install system-packages run test lint bench clean
 
 install: $(STAMP)
 
@@ -13,11 +13,24 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
+# The tests start real redis-server and nginx processes on loopback; install them where missing
+# (Debian packages; needs root, as on CI).
+SYSTEM_PACKAGES = redis-server:redis-server nginx:nginx-light openssl:openssl
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # pytest exits 5 when it collects no tests, so an empty run fails here too.
-test: lint
+test: lint system-packages
 	$(BIN)/pytest
 
 lint: install

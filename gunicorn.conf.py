@@ -1,6 +1,7 @@
 """gunicorn settings, taken from the service's configuration: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-One worker process, because the queues live in its memory; many threads, because pulls may wait.
+`[server] workers` processes: one with the memory backend, because the queues live in its memory;
+any number with Redis. Many threads in each, because pulls may wait.
 """
 
 import signal

@@ -12,6 +12,7 @@ BOOLEANS = {"on": True, "true": True, "yes": True, "off": False, "false": False,
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FSYNC_POLICIES = ("always", "everysec", "no")
 BACKENDS = ("memory", "redis")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class ConfigError(Exception):
@@ -224,16 +225,19 @@ _SECTIONS = {
 
 
 def _check_combinations(config):
-    """Reject settings that are valid alone but not together, or not available in this version."""
+    """Reject settings that are valid alone but not together."""
     source = config.source
     if config.storage.backend == "redis":
-        raise ConfigError(
-            f"{source}: [storage] backend = 'redis' is not available in this version: expected memory"
-        )
-    if config.server.workers != 1:
+        if not config.storage.redis_url.startswith(REDIS_URL_SCHEMES):
+            raise ConfigError(
+                f"{source}: [storage] redis_url = {config.storage.redis_url!r} is needed with "
+                f"backend = redis: expected a URL starting with {', '.join(REDIS_URL_SCHEMES)}"
+            )
+    elif config.server.workers != 1:
         raise ConfigError(
             f"{source}: [server] workers = {config.server.workers} is not allowed with "
-            "[storage] backend = memory: expected 1 (the queues live in one process's memory)"
+            "[storage] backend = memory: expected 1 (the queues live in one process's memory; "
+            "use backend = redis for more)"
         )
 
 

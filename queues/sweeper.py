@@ -3,6 +3,8 @@
 import logging
 import threading
 
+from queues.errors import StorageUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -19,9 +21,16 @@ class LeaseSweeper:
         self._thread.start()
 
     def _run(self):
+        failing = False
         while not self._stop.wait(self._interval):
             try:
                 self._manager.expire_leases()
+                failing = False
+            except StorageUnavailable as exc:
+                # Four times a second while the storage is away: say so once, not every time.
+                if not failing:
+                    log.warning("lease sweeper: %s", exc)
+                failing = True
             except Exception:
                 log.exception("lease sweeper: unexpected error; will try again")
 

@@ -59,12 +59,32 @@ def basic(user, password=None):
     return {"Authorization": f"Basic {token}"}
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """A real gunicorn running the service, shared by one test module's tests."""
-    from tests.live_server import LiveServer  # it imports this module: a top-level import would cycle
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the whole run; each user starts from an empty database."""
+    from tests.redis_server import RedisServer  # it imports this module: a top-level import would cycle
 
-    server = LiveServer(tmp_path_factory.mktemp("live"))
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def backend_sections(backend, redis_server, workers=2):
+    """Config sections for a live server on backend; with redis, an emptied database and several workers."""
+    if backend == "memory":
+        return {}
+    redis_server.client().flushall()
+    return {"storage": {"backend": "redis", "redis_url": redis_server.url}, "server": {"workers": workers}}
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def live(request, tmp_path_factory):
+    """A real gunicorn running the service, shared by one test module's tests, on each backend."""
+    from tests.live_server import LiveServer
+
+    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    server = LiveServer(tmp_path_factory.mktemp("live"), **backend_sections(request.param, redis_server))
+    server.backend = request.param
     server.start()
     yield server
     server.stop()

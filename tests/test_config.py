@@ -92,6 +92,19 @@ def test_more_than_one_worker_is_refused_with_the_memory_backend():
         parse_config("[server]\nworkers = 2\n")
 
 
+def test_several_workers_are_allowed_with_the_redis_backend():
+    config = parse_config(
+        "[server]\nworkers = 4\n[storage]\nbackend = redis\nredis_url = redis://127.0.0.1:6379/0\n"
+    )
+    assert (config.server.workers, config.storage.redis_url) == (4, "redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("url", ["", "http://127.0.0.1:6379"])
+def test_redis_backend_needs_a_redis_url(url):
+    with pytest.raises(ConfigError, match=r"\[storage\] redis_url = .* is needed with backend = redis"):
+        parse_config(f"[storage]\nbackend = redis\nredis_url = {url}\n")
+
+
 def test_missing_file_is_named():
     with pytest.raises(ConfigError, match="nowhere.ini"):
         load_config("/nowhere.ini")

@@ -3,7 +3,7 @@
 from flask import Blueprint, Response, current_app
 
 from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
-from queues.errors import InvalidRequest
+from queues.errors import InvalidRequest, StorageUnavailable
 from queues.manager import check_queue_name
 from queues.responses import json_response
 from queues.routes import bounded_int, json_object_body, manager, settings
@@ -16,17 +16,14 @@ MAX_DELIVERIES = 1000
 
 @bp.get("/health")
 def get_health():
-    snapshotter = current_app.extensions["queues.snapshotter"]
-    journal = current_app.extensions["queues.journal"]
-    journal_error = journal.failure if journal is not None else None
-    failing = snapshotter.last_error is not None or journal_error is not None
-    body = {
-        "status": "degraded" if failing else "ok",
-        "queues": manager().count(),
-        "snapshot": {"last_saved_at": snapshotter.last_saved_iso(), "last_error": snapshotter.last_error},
-        "journal": {"enabled": journal is not None, "last_error": journal_error},
-    }
-    return json_response(body, 503 if failing else 200)
+    failing, details = current_app.extensions["queues.health"]()
+    try:
+        count = manager().count()
+    except StorageUnavailable:
+        count = None  # the rest of the answer says why
+    return json_response(
+        {"status": "degraded" if failing else "ok", "queues": count, **details}, 503 if failing else 200
+    )
 
 
 @bp.get("/openapi.yaml")

@@ -1,0 +1,310 @@
+"""The Redis queue backend: the same operations as queues.manager.QueueManager, on a shared Redis.
+
+Each operation is one call of a Lua script (redis_queues.lua), which Redis runs atomically, so any
+number of gunicorn workers and service instances can share the queues with the memory backend's
+guarantees. A long poll blocks on the queue's wake list (BLPOP), which every push and every
+returned lease feeds with one token per message.
+"""
+
+import contextlib
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from queues import message
+from queues.errors import (
+    InvalidRequest,
+    QueueExists,
+    QueueFull,
+    QueueInUse,
+    QueueNotFound,
+    ReceiptInvalid,
+    StorageUnavailable,
+)
+from queues.manager import UNLIMITED_WAITERS, check_queue_name
+
+KEY_PREFIX = "queues:"
+SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
+# A long poll blocks in slices this long, so that a stopping server ends it soon.
+WAIT_SLICE_SECONDS = 1.0
+SOCKET_TIMEOUT_SECONDS = 5.0
+# Redis errors that say "not now" rather than "this command is wrong".
+_TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY", "NOREPLICAS")
+_SETTINGS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
+_TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
+
+
+@contextlib.contextmanager
+def _redis_errors():
+    """Turn Redis being away (or refusing writes) into the API's 503 storage_unavailable."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StorageUnavailable(f"redis is unavailable ({exc}); try again") from exc
+    except redis.ResponseError as exc:
+        if str(exc).startswith(_TRANSIENT_REPLIES):
+            raise StorageUnavailable(f"redis refused the change ({exc}); try again") from exc
+        raise
+
+
+def _optional(value):
+    return None if value in (b"", None) else value.decode()
+
+
+def _format_raw_id(raw):
+    """The API's form of a stored message's first 8 bytes (its little-endian id)."""
+    return message.format_id(int.from_bytes(raw, "little"))
+
+
+def _number_or_none(value):
+    return None if value in (b"", None) else int(value)
+
+
+class RedisQueueManager:
+    """All queues, kept in Redis. Thread-safe; raises the API's errors like QueueManager."""
+
+    def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX):
+        self._redis = redis.Redis.from_url(
+            url,
+            max_connections=connections,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            # No retries: a script that ran but whose reply was lost must not run twice.
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._script = self._redis.register_script(SCRIPT)
+        self._prefix = prefix
+        self._waiting = threading.BoundedSemaphore(max_waiting)
+        self._closed = False
+        self._waits_released = False
+
+    def _run(self, operation, *args):
+        """Run one operation of the script; returns (status, values): status is "ok" or an error code."""
+        with _redis_errors():
+            reply = self._script(args=(operation, self._prefix, *args))
+        return reply[0].decode(), reply[1:]
+
+    def _change(self, operation, *args):
+        """Run a script that changes the state; refused once the service is stopping."""
+        if self._closed:
+            raise StorageUnavailable("the service is shutting down; nothing was changed")
+        return self._run(operation, *args)
+
+    def health(self):
+        """(failing, details) for GET /health: failing while Redis does not answer."""
+        try:
+            with _redis_errors():
+                self._redis.ping()
+        except StorageUnavailable as exc:
+            return True, {"storage": {"backend": "redis", "last_error": str(exc)}}
+        return False, {"storage": {"backend": "redis", "last_error": None}}
+
+    def release_waits(self):
+        """End every long poll within a wait slice and let none start: the server is stopping."""
+        self._waits_released = True
+
+    def close(self):
+        """Refuse every change from now on and let go of the connections."""
+        self._closed = True
+        self.release_waits()
+        self._redis.close()
+
+    # --- lookup -----------------------------------------------------------------------------
+
+    def count(self):
+        """How many queues there are."""
+        with _redis_errors():
+            return self._redis.scard(self._prefix + "names")
+
+    def require(self, name):
+        """Raise InvalidQueueName or QueueNotFound unless the queue exists."""
+        check_queue_name(name)
+        with _redis_errors():
+            if not self._redis.sismember(self._prefix + "names", name):
+                raise QueueNotFound(name)
+
+    def schema_of(self, name):
+        """The name of the queue's message schema, or None."""
+        check_queue_name(name)
+        with _redis_errors():
+            found, schema = self._redis.hmget(self._meta_key(name), "max_messages", "schema")
+        if found is None:
+            raise QueueNotFound(name)
+        return _optional(schema)
+
+    def _meta_key(self, name):
+        return f"{self._prefix}q:{name}:meta"
+
+    def info(self, name):
+        """The queue's QueueInfo."""
+        check_queue_name(name)
+        infos = self._infos(name)
+        if not infos:
+            raise QueueNotFound(name)
+        return infos[0]
+
+    def list(self):
+        """QueueInfo of every queue, sorted by name (code point order)."""
+        return sorted(self._infos(), key=lambda info: info["name"])
+
+    def _infos(self, *names):
+        infos = []
+        for name, size, in_flight, *fields in self._run("info", *names)[1]:
+            settings = dict(zip(_SETTINGS, fields, strict=False))
+            totals = dict(zip(_TOTALS, fields[len(_SETTINGS) :], strict=True))
+            infos.append(
+                {
+                    "name": name.decode(),
+                    "size": size,
+                    "in_flight": in_flight,
+                    "max_messages": int(settings["max_messages"]),
+                    "schema": _optional(settings["schema"]),
+                    "max_deliveries": _number_or_none(settings["max_deliveries"]),
+                    "dead_letter_queue": _optional(settings["dead_letter_queue"]),
+                    "created_at": message.iso_timestamp(float(settings["created_at"])),
+                    **{total: int(value) for total, value in totals.items()},
+                }
+            )
+        return infos
+
+    # --- queues -----------------------------------------------------------------------------
+
+    def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None):
+        """Create an empty queue and return its info; raises QueueExists or InvalidRequest."""
+        check_queue_name(name)
+        status, _ = self._change(
+            "create",
+            name,
+            max_messages,
+            schema or "",
+            repr(time.time()),
+            "" if max_deliveries is None else max_deliveries,
+            dead_letter_queue or "",
+        )
+        if status == "queue_exists":
+            raise QueueExists(name)
+        if status == "dead_letter_queue_missing":
+            raise InvalidRequest(f"dead_letter_queue '{dead_letter_queue}' does not exist; create it first")
+        if status == "dead_letter_queue_chained":
+            raise InvalidRequest(
+                f"dead_letter_queue '{dead_letter_queue}' has a dead-letter queue of its own; "
+                "chains are not allowed"
+            )
+        return self.info(name)
+
+    def delete(self, name):
+        """Delete a queue with its messages; return how many messages went with it."""
+        check_queue_name(name)
+        status, reply = self._change("delete", name)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        if status == "queue_in_use":
+            named = ", ".join(user.decode() for user in reply)
+            raise QueueInUse(f"queue '{name}' is the dead-letter queue of {named}")
+        return reply[0]
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def push(self, name, bodies):
+        """Append the JSON bodies in order, all or none; return (ids, size after)."""
+        status, reply = self._change("push", name, repr(time.time()), *bodies)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        if status == "queue_full":
+            held, max_messages = reply
+            raise QueueFull(
+                f"queue '{name}' holds {held} of {max_messages} messages; {len(bodies)} more do not fit"
+            )
+        size, first = reply
+        return [message.format_id(first + i) for i in range(len(bodies))], size
+
+    def pull(self, name, count=1, wait=0.0, lease=None):
+        """Hand out up to count messages from the head, waiting up to wait seconds for one.
+
+        Without lease they are removed; with lease (seconds) they stay in flight until acked.
+        Returns their pulled forms as JSON bytes.
+        """
+        deadline = time.monotonic() + wait
+        receipts = [secrets.token_urlsafe(12) for _ in range(count)] if lease is not None else ()
+        pulled = self._pull_now(name, count, lease, receipts)
+        if pulled or wait <= 0 or not self._waiting.acquire(blocking=False):
+            return pulled
+        try:
+            wake_key = f"{self._prefix}q:{name}:wake"
+            while not pulled and not self._waits_released:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with _redis_errors():
+                    self._redis.blpop([wake_key], timeout=min(remaining, WAIT_SLICE_SECONDS))
+                pulled = self._pull_now(name, count, lease, receipts)
+        finally:
+            self._waiting.release()
+        return pulled
+
+    def _pull_now(self, name, count, lease, receipts):
+        status, reply = self._change("pull", name, count, "" if lease is None else lease, *receipts)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        if lease is None:
+            return [message.render(stored) for stored in reply]
+        if not reply:
+            return []
+        expires_at = message.iso_timestamp(reply[0] / 1000).encode()
+        return [
+            message.render(
+                stored,
+                b',"receipt":"%s","lease_expires_at":"%s","deliveries":%d'
+                % (receipt.encode(), expires_at, deliveries),
+            )
+            for receipt, stored, deliveries in zip(receipts, reply[1::2], reply[2::2], strict=False)
+        ]
+
+    def ack(self, name, receipts):
+        """End these leases for good, all or none; returns how many. Raises ReceiptInvalid."""
+        if len(set(receipts)) != len(receipts):
+            raise ReceiptInvalid("repeated receipt(s); nothing was acknowledged")
+        status, reply = self._change("ack", name, *receipts)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        if status == "receipt_invalid":
+            raise ReceiptInvalid(
+                "unknown, expired or repeated receipt(s); nothing was acknowledged",
+                [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in reply],
+            )
+        return reply[0]
+
+    def nack(self, name, receipt):
+        """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+        status, reply = self._change("nack", name, receipt)
+        self._raise_lease_error(name, status)
+        raw_id, deliveries, dead = reply
+        return {"id": _format_raw_id(raw_id), "deliveries": deliveries, "dead_lettered": bool(dead)}
+
+    def extend(self, name, receipt, seconds):
+        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry."""
+        status, reply = self._change("extend", name, receipt, seconds)
+        self._raise_lease_error(name, status)
+        raw_id, expires_ms = reply
+        return {
+            "id": _format_raw_id(raw_id),
+            "receipt": receipt,
+            "lease_expires_at": message.iso_timestamp(expires_ms / 1000),
+        }
+
+    @staticmethod
+    def _raise_lease_error(name, status):
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        if status == "receipt_invalid":
+            raise ReceiptInvalid("unknown or expired receipt")
+
+    def expire_leases(self):
+        """Return every expired lease's message to its queue (or dead-letter queue)."""
+        if not self._closed:
+            self._run("expire_all")

@@ -1,0 +1,304 @@
+-- Every queue operation of the Redis backend, each one atomic: Redis runs a script to its end
+-- before any other command, so checks and changes (max_messages, all-or-nothing batches, leases)
+-- cannot interleave, however many workers and instances call it.
+--
+-- ARGV[1] is the operation, ARGV[2] the key prefix, ARGV[3] the queue name (or a first argument);
+-- the rest are the operation's arguments. Keys are built here from the prefix, so this needs a
+-- single Redis (not Redis Cluster). A reply is a table whose first element is 'ok' or an error code.
+--
+-- Keys of queue Q (under the prefix): names (set of every queue), next_id (message id counter),
+-- q:Q:meta (hash: settings and counters), q:Q:ready (list of available messages, head first),
+-- q:Q:leases (hash receipt -> message), q:Q:lease_deliveries (hash receipt -> deliveries),
+-- q:Q:expiries (sorted set receipt by expiry in ms), q:Q:redeliveries (hash message id -> deliveries
+-- of an available message that was leased before), q:Q:wake (list of tokens for long polls).
+--
+-- A message is stored as the memory backend stores it: an 8-byte little-endian id, an 8-byte
+-- double enqueue time, then the JSON body.
+
+local op, P = ARGV[1], ARGV[2]
+local WAKE_TOKENS_MAX = 128
+local CHUNK = 1000 -- below Lua's limit on unpack()ed arguments
+
+local function key(queue, part)
+  return P .. 'q:' .. queue .. ':' .. part
+end
+
+local function exists(queue)
+  return redis.call('SISMEMBER', P .. 'names', queue) == 1
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function push_all(command, list_key, items)
+  for first = 1, #items, CHUNK do
+    redis.call(command, list_key, unpack(items, first, math.min(first + CHUNK - 1, #items)))
+  end
+end
+
+-- One token per message made available, for the long polls blocked on the wake list.
+local function wake(queue, count)
+  if count > 0 then
+    local tokens = {}
+    for i = 1, math.min(count, WAKE_TOKENS_MAX) do
+      tokens[i] = '1'
+    end
+    redis.call('RPUSH', key(queue, 'wake'), unpack(tokens))
+    redis.call('LTRIM', key(queue, 'wake'), -WAKE_TOKENS_MAX, -1)
+  end
+end
+
+local function id_of(stored)
+  return string.sub(stored, 1, 8)
+end
+
+-- The id's bytes in big-endian order compare as the ids do.
+local function id_order(stored)
+  return string.reverse(id_of(stored))
+end
+
+local function end_lease(queue, receipt)
+  local stored = redis.call('HGET', key(queue, 'leases'), receipt)
+  local deliveries = tonumber(redis.call('HGET', key(queue, 'lease_deliveries'), receipt))
+  redis.call('HDEL', key(queue, 'leases'), receipt)
+  redis.call('HDEL', key(queue, 'lease_deliveries'), receipt)
+  redis.call('ZREM', key(queue, 'expiries'), receipt)
+  return stored, deliveries
+end
+
+-- Put ended leases back at the head, oldest first, or dead-letter those out of deliveries.
+-- Returns per receipt {id, deliveries, 1 if dead-lettered else 0}.
+local function return_leases(queue, receipts)
+  local settings = redis.call('HMGET', key(queue, 'meta'), 'max_deliveries', 'dead_letter_queue')
+  local limit, dead_letter_queue = tonumber(settings[1]), settings[2]
+  local back, dead, results = {}, {}, {}
+  for i, receipt in ipairs(receipts) do
+    local stored, deliveries = end_lease(queue, receipt)
+    local is_dead = limit ~= nil and deliveries >= limit
+    if is_dead then
+      dead[#dead + 1] = stored
+    else
+      back[#back + 1] = {stored, deliveries}
+    end
+    results[i] = {id_of(stored), deliveries, is_dead and 1 or 0}
+  end
+  -- Newest first, since each LPUSH goes in front of the one before.
+  table.sort(back, function(a, b) return id_order(a[1]) > id_order(b[1]) end)
+  for _, item in ipairs(back) do
+    redis.call('LPUSH', key(queue, 'ready'), item[1])
+    redis.call('HSET', key(queue, 'redeliveries'), id_of(item[1]), item[2])
+  end
+  wake(queue, #back)
+  if #dead > 0 then
+    push_all('RPUSH', key(dead_letter_queue, 'ready'), dead)
+    redis.call('HINCRBY', key(dead_letter_queue, 'meta'), 'pushed_total', #dead)
+    redis.call('HINCRBY', key(queue, 'meta'), 'dead_lettered_total', #dead)
+    wake(dead_letter_queue, #dead)
+  end
+  return results
+end
+
+local function expire(queue, now)
+  local due = redis.call('ZRANGEBYSCORE', key(queue, 'expiries'), '-inf', now)
+  if #due > 0 then
+    return_leases(queue, due)
+  end
+  return #due
+end
+
+local function size(queue)
+  return redis.call('LLEN', key(queue, 'ready')) + redis.call('HLEN', key(queue, 'leases'))
+end
+
+local INFO_FIELDS = {
+  'max_messages', 'schema', 'created_at', 'max_deliveries', 'dead_letter_queue',
+  'pushed_total', 'pulled_total', 'acked_total', 'dead_lettered_total',
+}
+
+local operations = {}
+
+function operations.create(name, max_messages, schema, created_at, max_deliveries, dead_letter_queue)
+  if exists(name) then
+    return {'queue_exists'}
+  end
+  if dead_letter_queue ~= '' then
+    if not exists(dead_letter_queue) then
+      return {'dead_letter_queue_missing'}
+    end
+    if redis.call('HGET', key(dead_letter_queue, 'meta'), 'dead_letter_queue') ~= '' then
+      return {'dead_letter_queue_chained'}
+    end
+  end
+  redis.call('HSET', key(name, 'meta'), 'max_messages', max_messages, 'schema', schema,
+    'created_at', created_at, 'max_deliveries', max_deliveries, 'dead_letter_queue', dead_letter_queue,
+    'pushed_total', 0, 'pulled_total', 0, 'acked_total', 0, 'dead_lettered_total', 0)
+  redis.call('SADD', P .. 'names', name)
+  return {'ok'}
+end
+
+function operations.delete(name)
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local users = {}
+  for _, other in ipairs(redis.call('SMEMBERS', P .. 'names')) do
+    if redis.call('HGET', key(other, 'meta'), 'dead_letter_queue') == name then
+      users[#users + 1] = other
+    end
+  end
+  if #users > 0 then
+    table.sort(users)
+    return {'queue_in_use', unpack(users)}
+  end
+  local deleted = size(name)
+  redis.call('DEL', key(name, 'meta'), key(name, 'ready'), key(name, 'leases'),
+    key(name, 'lease_deliveries'), key(name, 'expiries'), key(name, 'redeliveries'), key(name, 'wake'))
+  redis.call('SREM', P .. 'names', name)
+  return {'ok', deleted}
+end
+
+function operations.push(name, enqueued_at, ...)
+  local bodies = {...}
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local held = size(name)
+  local max_messages = tonumber(redis.call('HGET', key(name, 'meta'), 'max_messages'))
+  if held + #bodies > max_messages then
+    return {'queue_full', held, max_messages}
+  end
+  local first = redis.call('INCRBY', P .. 'next_id', #bodies) - #bodies + 1
+  local at = tonumber(enqueued_at)
+  local stored = {}
+  for i, body in ipairs(bodies) do
+    stored[i] = struct.pack('<Ld', first + i - 1, at) .. body
+  end
+  push_all('RPUSH', key(name, 'ready'), stored)
+  redis.call('HINCRBY', key(name, 'meta'), 'pushed_total', #bodies)
+  wake(name, #bodies)
+  return {'ok', held + #bodies, first}
+end
+
+-- Without lease_seconds ('') the messages are removed; with it they go into flight, one receipt each.
+-- Replies {'ok', message...} or {'ok', expires_ms, message, deliveries, message, deliveries...}.
+function operations.pull(name, count, lease_seconds, ...)
+  local receipts = {...}
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local now = now_ms()
+  expire(name, now)
+  local ready = key(name, 'ready')
+  local available = math.min(tonumber(count), redis.call('LLEN', ready))
+  if available == 0 then
+    -- Tokens only mean "messages may be there": with none there, a waiting pull should block.
+    redis.call('DEL', key(name, 'wake'))
+    return {'ok'}
+  end
+  local taken = redis.call('LPOP', ready, available)
+  local redeliveries = key(name, 'redeliveries')
+  local reply = {'ok'}
+  if lease_seconds == '' then
+    local known = redis.call('HLEN', redeliveries) > 0
+    for _, stored in ipairs(taken) do
+      if known then
+        redis.call('HDEL', redeliveries, id_of(stored))
+      end
+      reply[#reply + 1] = stored
+    end
+  else
+    local expires = now + tonumber(lease_seconds) * 1000
+    reply[2] = expires
+    for i, stored in ipairs(taken) do
+      local deliveries = (tonumber(redis.call('HGET', redeliveries, id_of(stored))) or 0) + 1
+      redis.call('HDEL', redeliveries, id_of(stored))
+      redis.call('HSET', key(name, 'leases'), receipts[i], stored)
+      redis.call('HSET', key(name, 'lease_deliveries'), receipts[i], deliveries)
+      redis.call('ZADD', key(name, 'expiries'), expires, receipts[i])
+      reply[#reply + 1] = stored
+      reply[#reply + 1] = deliveries
+    end
+  end
+  redis.call('HINCRBY', key(name, 'meta'), 'pulled_total', available)
+  if redis.call('LLEN', ready) == 0 then
+    redis.call('DEL', key(name, 'wake'))
+  end
+  return reply
+end
+
+function operations.ack(name, ...)
+  local receipts = {...}
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  expire(name, now_ms())
+  local unknown = {}
+  for i, receipt in ipairs(receipts) do
+    if redis.call('HEXISTS', key(name, 'leases'), receipt) == 0 then
+      unknown[#unknown + 1] = i - 1
+    end
+  end
+  if #unknown > 0 then
+    return {'receipt_invalid', unpack(unknown)}
+  end
+  for _, receipt in ipairs(receipts) do
+    end_lease(name, receipt)
+  end
+  redis.call('HINCRBY', key(name, 'meta'), 'acked_total', #receipts)
+  return {'ok', #receipts}
+end
+
+function operations.nack(name, receipt)
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  expire(name, now_ms())
+  if redis.call('HEXISTS', key(name, 'leases'), receipt) == 0 then
+    return {'receipt_invalid'}
+  end
+  local result = return_leases(name, {receipt})[1]
+  return {'ok', result[1], result[2], result[3]}
+end
+
+function operations.extend(name, receipt, seconds)
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local now = now_ms()
+  expire(name, now)
+  local stored = redis.call('HGET', key(name, 'leases'), receipt)
+  if not stored then
+    return {'receipt_invalid'}
+  end
+  local expires = now + tonumber(seconds) * 1000
+  redis.call('ZADD', key(name, 'expiries'), expires, receipt)
+  return {'ok', id_of(stored), expires}
+end
+
+function operations.expire_all()
+  local now, ended = now_ms(), 0
+  for _, name in ipairs(redis.call('SMEMBERS', P .. 'names')) do
+    ended = ended + expire(name, now)
+  end
+  return {'ok', ended}
+end
+
+-- QueueInfo fields of the named queue, or of every queue when no name is given.
+function operations.info(...)
+  local names = {...}
+  if #names == 0 then
+    names = redis.call('SMEMBERS', P .. 'names')
+  end
+  local reply = {'ok'}
+  for _, name in ipairs(names) do
+    if exists(name) then
+      local fields = redis.call('HMGET', key(name, 'meta'), unpack(INFO_FIELDS))
+      reply[#reply + 1] = {name, size(name), redis.call('HLEN', key(name, 'leases')), unpack(fields)}
+    end
+  end
+  return reply
+end
+
+return operations[op](unpack(ARGV, 3))
