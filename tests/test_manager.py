@@ -1,4 +1,5 @@
-"""QueueManager as plain Python: FIFO, limits, long polls, snapshots, and many threads at once."""
+"""Both backends as plain Python (QueueManager and RedisQueueManager on a real Redis): FIFO, limits,
+long polls and many threads at once; and the memory backend's snapshots."""
 
 import json
 import threading
@@ -8,7 +9,8 @@ import pytest
 
 from queues import message
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
-from queues.manager import QueueManager
+from queues.manager import UNLIMITED_WAITERS, QueueManager
+from queues.redis_manager import RedisQueueManager
 
 
 def bodies(*numbers):
@@ -20,8 +22,34 @@ def pulled_bodies(rendered):
     return [json.dumps(json.loads(r)["message"], separators=(",", ":")).encode() for r in rendered]
 
 
+@pytest.fixture(params=["memory", "redis"])
+def make_manager(request):
+    """Build an empty manager of the backend; the Redis one on an emptied database of a real Redis."""
+    made = []
+
+    def make(max_waiting=UNLIMITED_WAITERS):
+        if request.param == "memory":
+            made.append(QueueManager(max_waiting=max_waiting))
+        else:
+            redis_server = request.getfixturevalue("redis_server")
+            redis_server.client().flushall()
+            made.append(RedisQueueManager(redis_server.url, 16, max_waiting))
+        return made[-1]
+
+    yield make
+    for manager in made:
+        manager.close()
+
+
 @pytest.fixture
-def manager():
+def manager(make_manager):
+    qm = make_manager()
+    qm.create("q", max_messages=10)
+    return qm
+
+
+@pytest.fixture
+def memory_manager():
     qm = QueueManager()
     qm.create("q", max_messages=10)
     return qm
@@ -77,8 +105,8 @@ def test_delete_returns_the_number_of_messages_and_forgets_them(manager):
     assert manager.pull("q") == []
 
 
-def test_waiting_pull_is_woken_by_a_push():
-    qm = QueueManager()
+def test_waiting_pull_is_woken_by_a_push(make_manager):
+    qm = make_manager()
     qm.create("q", 10)
     result = {}
 
@@ -96,8 +124,8 @@ def test_waiting_pull_is_woken_by_a_push():
     assert result["elapsed"] < 5
 
 
-def test_waiting_pull_of_a_deleted_queue_raises_queue_not_found():
-    qm = QueueManager()
+def test_waiting_pull_of_a_deleted_queue_raises_queue_not_found(make_manager):
+    qm = make_manager()
     qm.create("q", 10)
     errors = []
 
@@ -115,8 +143,8 @@ def test_waiting_pull_of_a_deleted_queue_raises_queue_not_found():
     assert len(errors) == 1
 
 
-def test_one_push_of_many_wakes_as_many_waiting_pullers():
-    qm = QueueManager()
+def test_one_push_of_many_wakes_as_many_waiting_pullers(make_manager):
+    qm = make_manager()
     qm.create("q", 10)
     got = []
     pullers = [threading.Thread(target=lambda: got.append(qm.pull("q", 1, wait=10))) for _ in range(3)]
@@ -129,8 +157,8 @@ def test_one_push_of_many_wakes_as_many_waiting_pullers():
     assert sorted(b for batch in got for b in pulled_bodies(batch)) == bodies(1, 2, 3)
 
 
-def test_release_waits_ends_long_polls_at_once_with_nothing():
-    qm = QueueManager()
+def test_release_waits_ends_long_polls_at_once_with_nothing(make_manager):
+    qm = make_manager()
     qm.create("q", 10)
     got = []
     puller = threading.Thread(target=lambda: got.append(qm.pull("q", 1, wait=10)))
@@ -154,35 +182,35 @@ def test_closed_manager_refuses_changes_and_keeps_its_state(manager):
     assert manager.info("q")["size"] == 1
 
 
-def test_snapshot_and_restore_keep_queues_messages_order_and_counters(manager):
-    manager.create("empty", 3, schema="job")
-    manager.push("q", bodies(1, 2, 3))
-    manager.pull("q")
-    state, _ = manager.snapshot()
+def test_snapshot_and_restore_keep_queues_messages_order_and_counters(memory_manager):
+    memory_manager.create("empty", 3, schema="job")
+    memory_manager.push("q", bodies(1, 2, 3))
+    memory_manager.pull("q")
+    state, _ = memory_manager.snapshot()
     restored = QueueManager.restore(state)
-    assert restored.list() == manager.list()
+    assert restored.list() == memory_manager.list()
     assert pulled_bodies(restored.pull("q", 10)) == bodies(2, 3)
     new_ids, _ = restored.push("q", bodies(4))
     old_ids = [message.format_id(message.message_id(s)) for s in state["queues"][1]["messages"]]
     assert new_ids[0] > max(old_ids)
 
 
-def test_snapshot_token_changes_only_when_state_changes(manager):
-    _, first = manager.snapshot()
-    assert manager.snapshot()[1] == first
-    manager.push("q", bodies(1))
-    _, second = manager.snapshot()
+def test_snapshot_token_changes_only_when_state_changes(memory_manager):
+    _, first = memory_manager.snapshot()
+    assert memory_manager.snapshot()[1] == first
+    memory_manager.push("q", bodies(1))
+    _, second = memory_manager.snapshot()
     assert second != first
-    manager.pull("q")
-    _, third = manager.snapshot()
+    memory_manager.pull("q")
+    _, third = memory_manager.snapshot()
     assert third != second
-    manager.info("q")
-    manager.pull("q")  # the queue is empty: nothing changes
-    assert manager.snapshot()[1] == third
+    memory_manager.info("q")
+    memory_manager.pull("q")  # the queue is empty: nothing changes
+    assert memory_manager.snapshot()[1] == third
 
 
-def test_threads_pushing_and_pulling_deliver_every_message_exactly_once():
-    qm = QueueManager()
+def test_threads_pushing_and_pulling_deliver_every_message_exactly_once(make_manager):
+    qm = make_manager()
     qm.create("q", 100_000)
     producers, consumers, per_producer = 4, 4, 2000
     consumed = [[] for _ in range(consumers)]
@@ -216,8 +244,8 @@ def test_threads_pushing_and_pulling_deliver_every_message_exactly_once():
             assert mine == sorted(mine, key=lambda m: int(m.split(b'"i":')[1][:-1]))
 
 
-def test_pulls_past_the_waiting_limit_answer_at_once():
-    qm = QueueManager(max_waiting=1)
+def test_pulls_past_the_waiting_limit_answer_at_once(make_manager):
+    qm = make_manager(max_waiting=1)
     qm.create("q", 10)
     waiter = threading.Thread(target=lambda: qm.pull("q", 1, wait=1.0))
     waiter.start()
