@@ -110,6 +110,13 @@ def app(make_app):
     return make_app()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def app_on_each_backend(request, make_app):
+    """An app on the memory backend, then one on a real Redis: for the modules that check both."""
+    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    return make_app(**backend_sections(request.param, redis_server, workers=1))
+
+
 @pytest.fixture
 def client(app):
     return app.test_client()

@@ -6,6 +6,12 @@ import pytest
 
 
 @pytest.fixture
+def app(app_on_each_backend):
+    """Every test here runs on both backends."""
+    return app_on_each_backend
+
+
+@pytest.fixture
 def jobs(admin):
     admin.post("/queues", json={"name": "jobs.dead"})
     response = admin.post(

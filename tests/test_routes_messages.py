@@ -5,6 +5,13 @@ import time
 
 import pytest
 
+
+@pytest.fixture
+def app(app_on_each_backend):
+    """Every test here runs on both backends."""
+    return app_on_each_backend
+
+
 JOB = {
     "id": "job-1",
     "timestamp": "2026-11-28T10:00:00Z",

@@ -4,6 +4,13 @@ import re
 
 import pytest
 
+
+@pytest.fixture
+def app(app_on_each_backend):
+    """Every test here runs on both backends."""
+    return app_on_each_backend
+
+
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
