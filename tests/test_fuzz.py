@@ -6,16 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORDS
+from tests.conftest import PASSWORDS, backend_sections
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 SCHEMATHESIS = str(Path(sys.executable).with_name("st"))
 
 
-def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document(tmp_path):
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document(request, tmp_path, backend):
+    redis_server = request.getfixturevalue("redis_server") if backend == "redis" else None
     # Short waits and leases keep every generated long poll brief; the served document states them.
-    server = LiveServer(tmp_path, queues={"max_wait_seconds": 1, "max_lease_seconds": 30, "max_messages": 50})
+    server = LiveServer(
+        tmp_path,
+        queues={"max_wait_seconds": 1, "max_lease_seconds": 30, "max_messages": 50},
+        **backend_sections(backend, redis_server),
+    )
     server.start()
     try:
         server.session().post(server.url("/queues"), json={"name": "jobs"})
