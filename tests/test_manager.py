@@ -8,6 +8,7 @@ import time
 import pytest
 
 from queues import message
+from queues.backend import QueueBackend
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
 from queues.manager import UNLIMITED_WAITERS, QueueManager
 from queues.redis_manager import RedisQueueManager
@@ -53,6 +54,10 @@ def memory_manager():
     qm = QueueManager()
     qm.create("q", max_messages=10)
     return qm
+
+
+def test_both_backends_provide_the_whole_backend_interface(manager):
+    assert isinstance(manager, QueueBackend)
 
 
 def test_pull_returns_messages_in_push_order(manager):

@@ -4,12 +4,13 @@ from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from queues import jsoncodec
+from queues.backend import QueueBackend
 from queues.errors import InvalidJson, InvalidRequest, UnsupportedMediaType
 from queues.responses import JSON_MIMETYPE
 
 
-def manager():
-    """The app's QueueManager."""
+def manager() -> QueueBackend:
+    """The app's queue backend (memory or Redis)."""
     return current_app.extensions["queues.manager"]
 
 

@@ -1,0 +1,58 @@
+"""The one interface the routes, the lease sweeper and the server hooks use to reach the queues.
+
+queues.manager.QueueManager (memory) and queues.redis_manager.RedisQueueManager (Redis) both
+provide it and raise the same errors from queues.errors; nothing else of either is used outside
+app.py, which picks one from [storage] backend.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class QueueBackend(Protocol):
+    def count(self) -> int:
+        """How many queues there are."""
+
+    def require(self, name: str) -> None:
+        """Raise InvalidQueueName or QueueNotFound unless the queue exists."""
+
+    def schema_of(self, name: str) -> str | None:
+        """The name of the queue's message schema, or None."""
+
+    def info(self, name: str) -> dict:
+        """The queue's QueueInfo."""
+
+    def list(self) -> list[dict]:
+        """QueueInfo of every queue, sorted by name."""
+
+    def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None) -> dict:
+        """Create an empty queue; returns its QueueInfo."""
+
+    def delete(self, name: str) -> int:
+        """Delete a queue with its messages; returns how many went with it."""
+
+    def push(self, name: str, bodies: list[bytes]) -> tuple[list[str], int]:
+        """Append JSON bodies, all or none; returns (ids, size after)."""
+
+    def pull(self, name: str, count=1, wait=0.0, lease=None) -> list[bytes]:
+        """Hand out up to count messages, waiting up to wait seconds; their pulled JSON forms."""
+
+    def ack(self, name: str, receipts: list[str]) -> int:
+        """End these leases for good, all or none; returns how many."""
+
+    def nack(self, name: str, receipt: str) -> dict:
+        """End a lease now: back at the head, or dead-lettered."""
+
+    def extend(self, name: str, receipt: str, seconds: int) -> dict:
+        """Make a lease end seconds from now."""
+
+    def expire_leases(self) -> None:
+        """Return every expired lease's message (the sweeper calls this)."""
+
+    def release_waits(self) -> None:
+        """End every long poll and let none start: the server is stopping."""
+
+    def close(self) -> None:
+        """Refuse every change from now on."""
