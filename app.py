@@ -6,13 +6,14 @@ import sys
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from queues import auth, request_log
+from queues import auth, metrics, request_log
 from queues.config import ConfigError, load_config
 from queues.errors import StorageUnavailable, register_error_handlers
 from queues.openapi import render_openapi
 from queues.redis_manager import RedisQueueManager
 from queues.request_log import RequestLog
 from queues.routes import admin, messages
+from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
 from queues.sweeper import LeaseSweeper
 from queues.users import UsersFileError
@@ -65,9 +66,11 @@ def create_app(config=None):
     )
     app.extensions["queues.manager"] = manager
     register_error_handlers(app)
+    metrics.init_app(app)  # first, so that its timing encloses the request log's hooks
     request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))
     app.register_blueprint(admin.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(metrics_routes.bp)
     if config.server.trusted_proxies:
         hops = config.server.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)

@@ -4,12 +4,24 @@
 any number with Redis. Many threads in each, because pulls may wait.
 """
 
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 # gunicorn reads this file before it puts the working directory on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# /metrics adds up the workers' request metrics from files in this folder (prometheus_client's
+# multiprocess mode). prometheus_client reads the variable when first imported, as the app's import
+# below does, so it is set first, here in the master; the workers inherit it. Fresh for each start.
+_METRICS_DIR = None
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    _METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="queues-metrics-")
+
+from prometheus_client import multiprocess  # noqa: E402
 
 from app import shutdown  # noqa: E402
 from queues.config import ConfigError, load_config  # noqa: E402
@@ -50,3 +62,14 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)  # unset when the app failed to load
     if app is not None:
         shutdown(app)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from /metrics (its counters stay: what it counted happened)."""
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder made above; one given in the environment is the operator's."""
+    if _METRICS_DIR is not None:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

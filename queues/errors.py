@@ -100,6 +100,7 @@ AUTH_CHALLENGE = 'Basic realm="queues"'
 def error_response(status, message, headers=None):
     """The contract's JSON error for a bare HTTP status (used by auth and werkzeug errors)."""
     code = _CODES_BY_STATUS.get(status, "invalid_request" if status < 500 else "internal_error")
+    g.error_code = code  # counted by queues.metrics, without reading the body back
     body = {"error": {"code": code, "message": _MESSAGES_BY_STATUS.get(status, message)}}
     response = json_response(body, status)
     if status == 401:
@@ -111,6 +112,7 @@ def error_response(status, message, headers=None):
 
 
 def _handle_service_error(error):
+    g.error_code = error.code
     return json_response(error.to_dict(), error.status)
 
 
@@ -120,6 +122,7 @@ def _handle_http_exception(error):
 
 def _handle_unexpected(error):
     log.exception("unhandled error in request %s", g.get("request_id", "-"))
+    g.error_code = "internal_error"
     return json_response(
         {"error": {"code": "internal_error", "message": "internal error; see the server log"}}, 500
     )

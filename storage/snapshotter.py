@@ -24,7 +24,9 @@ class Snapshotter:
         self._saved_token = None
         self._thread = threading.Thread(target=self._run, name="snapshotter", daemon=True)
         self.last_saved_at = None
+        self.last_duration_seconds = None  # of the last snapshot written
         self.last_error = None
+        self.failures = 0  # snapshots that could not be written, for /metrics
 
     def start(self):
         self._thread.start()
@@ -51,13 +53,16 @@ class Snapshotter:
                 if self.last_error is None:
                     log.error("%s; the previous snapshot is kept and the service goes on", exc)
                 self.last_error = str(exc)
+                self.failures += 1
                 return False
             if self.last_error is not None:
                 log.info("snapshot %s written again after failures", self._path)
             self.last_error = None
             self._saved_token = token
+            # The duration first: a reader that sees last_saved_at set also sees a duration.
+            self.last_duration_seconds = time.perf_counter() - started
             self.last_saved_at = time.time()
-            log.debug("snapshot %s written in %.3f s", self._path, time.perf_counter() - started)
+            log.debug("snapshot %s written in %.3f s", self._path, self.last_duration_seconds)
             return True
 
     def last_saved_iso(self):
