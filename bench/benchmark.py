@@ -3,7 +3,8 @@
 Runs the real service under gunicorn on loopback, as deployed (authentication and the full request
 log on), and a do-nothing Flask endpoint under the same gunicorn settings as the baseline; drives
 both with wrk (keep-alive, 16 connections, one thread); prints a table and writes it as Markdown and
-JSON. Every figure is the median of several runs, with min and max. No figure fails anything.
+JSON. The Redis backend is measured with 1, 2 and 4 workers (2 with --quick), on fresh redis-servers.
+Every figure is the median of several runs, with min and max. No figure fails anything.
 """
 
 import argparse
@@ -31,6 +32,7 @@ from queues.manager import SNAPSHOT_VERSION, QueueManager  # noqa: E402
 from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tests.conftest import PASSWORDS  # noqa: E402
 from tests.live_server import GUNICORN, LiveServer, free_port  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 POST_SCRIPT = BENCH / "lua" / "post.lua"
@@ -48,15 +50,15 @@ JOB = {
 JOB_BYTES = json.dumps(JOB, separators=(",", ":")).encode()
 
 
-def ensure_wrk():
-    """Install wrk from Debian's packages if it is missing (as root), or stop with a clear message."""
-    if shutil.which("wrk"):
+def ensure_installed(program, package):
+    """Install program from Debian's packages if it is missing (as root), or stop with a clear message."""
+    if shutil.which(program):
         return
     if os.geteuid() != 0:
-        sys.exit("the benchmark needs wrk: apt-get install wrk")
-    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False).returncode != 0:
+        sys.exit(f"the benchmark needs {program}: apt-get install {package}")
+    if subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
 
 
 def _milliseconds(text):
@@ -75,7 +77,9 @@ def wrk(url, seconds, body=None, user="manager"):
             body_file.flush()
             env["BODY_FILE"] = body_file.name
         command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-s", str(POST_SCRIPT), url]
-        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=True, timeout=seconds + 60
+        ).stdout
     figures = {"non_2xx": 0}
     for line in output.splitlines():
         words = line.split()
@@ -109,10 +113,11 @@ def summarise(runs):
 class Service:
     """The real service under gunicorn, with helpers to fill and read its queues."""
 
-    def __init__(self, directory, threads=ServerConfig.threads, **persistence):
+    def __init__(self, directory, threads=ServerConfig.threads, workers=1, redis_url=None, **persistence):
         self.server = LiveServer(
             directory,
-            server={"threads": threads},
+            server={"threads": threads, "workers": workers},
+            storage={"backend": "redis", "redis_url": redis_url} if redis_url else {},
             queues={"max_messages": 2_000_000, "max_request_bytes": 4_000_000},
             persistence={"interval_seconds": 3600, **persistence},
             logging={"level": "WARNING"},
@@ -174,13 +179,13 @@ def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
     return summarise(results)
 
 
-def baseline(workdir, runs, seconds, threads=ServerConfig.threads):
+def baseline(workdir, runs, seconds, threads=ServerConfig.threads, workers=1):
     """The do-nothing endpoint under the service's gunicorn settings."""
-    port = free_port()
+    port, log = free_port(), workdir / f"baseline.{workers}.{threads}.log"
     process = subprocess.Popen(
-        [GUNICORN, "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread", "--threads", str(threads),
+        [GUNICORN, "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
          "--no-control-socket", "noop_app:app"],
-        cwd=BENCH, stdout=subprocess.DEVNULL, stderr=open(workdir / f"baseline.{threads}.log", "wb"),
+        cwd=BENCH, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -277,6 +282,38 @@ def thread_phases(workdir, runs, seconds, counts):
     return found
 
 
+def redis_phases(workdir, runs, seconds, counts):
+    """Single push and pull on the Redis backend with each count of workers (and with appendonly at 2),
+    and the baseline with as many workers; each row on a fresh redis-server, stopped afterwards."""
+    single = b'{"message":' + JOB_BYTES + b"}"
+    rows = {}
+    for workers, appendonly in [*((count, False) for count in counts), (2, True)]:
+        name = f"workers_{workers}" + ("_appendonly_everysec" if appendonly else "")
+        (workdir / name).mkdir()
+        redis_server = RedisServer(workdir / name, appendonly=appendonly).start()
+        try:
+            if appendonly:  # RedisServer's appendonly fsyncs every write; everysec is Redis's default
+                redis_server.client().config_set("appendfsync", "everysec")
+            service = Service(workdir / name / "service", workers=workers, redis_url=redis_server.url)
+            try:
+                rows[name] = {
+                    "workers": workers,
+                    "appendonly": appendonly,
+                    "push": measure(service, runs, seconds, "/queues/q/push", single, "pushed_total"),
+                    "pull": measure(
+                        service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
+                    ),
+                }
+            finally:
+                service.stop()
+        finally:
+            redis_server.stop()
+    return {
+        "rows": rows,
+        "baseline": {count: baseline(workdir, runs, seconds, workers=count) for count in counts},
+    }
+
+
 def memory_and_snapshot_phases(workdir, runs, seconds, sizes):
     """RSS per queued message, then p99 of pushes with the biggest queue, without and during snapshots."""
     directory = workdir / "memory"
@@ -343,6 +380,30 @@ def _fmt(figure):
     return f"{figure['median']:,.1f} ({figure['min']:,.1f}–{figure['max']:,.1f})"
 
 
+def backend_rows(results):
+    """Single push and pull side by side: the baseline, the memory backend, Redis by workers."""
+    base, phases, redis = results["baseline"], results["phases"], results["redis"]
+
+    def cells(figures):
+        ratio = figures["requests_per_s"]["median"] / base["requests_per_s"]["median"]
+        return f"{_fmt(figures['requests_per_s'])} | {_fmt(figures['p99_ms'])} | {ratio:.2f}"
+
+    rows = [
+        "| backend | workers | push requests/s | push p99 ms | push ÷ baseline "
+        "| pull requests/s | pull p99 ms | pull ÷ baseline | do-nothing endpoint, same workers, requests/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| do-nothing endpoint (baseline) | 1 | {cells(base)} | {cells(base)} | |",
+        f"| memory | 1 | {cells(phases['push'])} | {cells(phases['pull'])} | |",
+    ]
+    for row in redis["rows"].values():
+        label = "redis, appendonly everysec" if row["appendonly"] else "redis"
+        noop = redis["baseline"][row["workers"]]["requests_per_s"]
+        rows.append(
+            f"| {label} | {row['workers']} | {cells(row['push'])} | {cells(row['pull'])} | {_fmt(noop)} |"
+        )
+    return rows
+
+
 def report(results):
     """Markdown: the figures, their ratio to the baseline, and the targets."""
     base = results["baseline"]
@@ -380,6 +441,12 @@ def report(results):
         "Thread count (push vs the baseline with the same threads):",
         "",
         *threads,
+        "",
+        "Backends, single push and pull (the Redis backend on a fresh loopback redis-server for each row, "
+        "without saves or appendonly unless named; 16 threads a worker; ratios to the baseline above, "
+        "which has 1 worker):",
+        "",
+        *backend_rows(results),
         "",
         "| memory and snapshots | figure |",
         "|---|---|",
@@ -435,7 +502,8 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, help="runs of each figure (the median is reported)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the .md and .json go")
     args = parser.parse_args(argv)
-    ensure_wrk()
+    ensure_installed("wrk", "wrk")
+    ensure_installed("redis-server", "redis-server")
     seconds = args.seconds or (1 if args.quick else 3)
     runs = args.runs or (1 if args.quick else 3)
     sizes = [10_000] if args.quick else [100_000, 1_000_000]
@@ -452,6 +520,7 @@ def main(argv=None):
             "phases": throughput_phases(workdir, runs, seconds),
             "journal": journal_phases(workdir, runs, seconds),
             "threads": thread_phases(workdir, runs, seconds, [4, 16] if args.quick else [4, 8, 16, 32]),
+            "redis": redis_phases(workdir, runs, seconds, [2] if args.quick else [1, 2, 4]),
             "memory": memory_and_snapshot_phases(workdir, runs, seconds, sizes),
             "snapshot_times": snapshot_times(workdir, sizes[-1], runs),
         }

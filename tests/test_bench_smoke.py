@@ -23,5 +23,11 @@ def test_quick_benchmark_runs_every_phase_and_writes_its_tables(tmp_path):
     assert set(results["phases"]) == {"push", "pull", "push_batch_100", "pull_batch_100", "mixed"}
     assert set(results["journal"]) == {"push_journal_everysec", "push_journal_always"}
     assert all(figures["requests_per_s"]["median"] > 0 for figures in results["phases"].values())
+    assert set(results["redis"]["rows"]) == {"workers_2", "workers_2_appendonly_everysec"}
+    for row in results["redis"]["rows"].values():
+        assert row["push"]["requests_per_s"]["median"] > 0 and row["pull"]["requests_per_s"]["median"] > 0
+        assert row["push"]["non_2xx"]["max"] == row["pull"]["non_2xx"]["max"] == 0
     assert results["snapshot_times"]["file_bytes"] > 0
-    assert "| target | measured | met |" in markdown.read_text()
+    text = markdown.read_text()
+    assert "| target | measured | met |" in text
+    assert "| redis, appendonly everysec | 2 |" in text
