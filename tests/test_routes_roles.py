@@ -9,6 +9,7 @@ JOB = {"message": {"x": 1}}
 # (method, path, json body, status for admin, status for manager)
 ROUTES = [
     ("get", "/queues", None, 200, 200),
+    ("get", "/metrics", None, 200, 200),
     ("post", "/queues", {"name": "new"}, 201, 403),
     ("get", "/queues/jobs", None, 200, 200),
     ("delete", "/queues/jobs", None, 200, 403),
