@@ -130,6 +130,7 @@ class Metrics:
         )
         if self._registry is not None:
             self._registry.register(self.state)
+        self._write_failed = False
         self._latency_children = {}  # (method, route, status) -> child; skips labels()'s lock and checks
 
     def render(self):
@@ -145,6 +146,18 @@ class Metrics:
         g.metrics_started = time.perf_counter()
 
     def finish_request(self, response):
+        """Record the request; a metric that cannot be written never fails the request."""
+        try:
+            self._record(response)
+        except OSError as exc:
+            # In multiprocess mode the values live in files, which a full disk or RLIMIT_FSIZE
+            # can stop from growing; the request has been served and must not become a 500.
+            if not self._write_failed:
+                log.warning("metrics: cannot record requests (%s); /metrics will undercount", exc)
+            self._write_failed = True
+        return response
+
+    def _record(self, response):
         """One latency observation, and the error count if errors.py answered with an error code."""
         # One proxy lookup each instead of one per attribute (about 1 µs apiece).
         state, req = g._get_current_object(), request._get_current_object()
@@ -161,7 +174,6 @@ class Metrics:
         code = getattr(state, "error_code", None)
         if code is not None:
             self.errors.labels(code).inc()
-        return response
 
 
 def init_app(app):

@@ -255,3 +255,13 @@ def test_every_worker_answers_with_the_sum_over_all_workers(tmp_path, redis_serv
         assert answers == {12}
     finally:
         server.stop()
+
+
+def test_a_metric_that_cannot_be_written_does_not_fail_the_request(app, admin, monkeypatch, caplog):
+    def file_too_large(*labels):
+        raise OSError(27, "File too large")  # what a full disk or RLIMIT_FSIZE gives the metric files
+
+    monkeypatch.setattr(app.extensions["queues.metrics"].latency, "labels", file_too_large)
+    assert admin.post("/queues", json={"name": "jobs"}).status_code == 201
+    assert admin.get("/queues/jobs").status_code == 200
+    assert caplog.text.count("metrics: cannot record requests") == 1

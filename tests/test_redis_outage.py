@@ -65,4 +65,9 @@ def test_redis_outage_answers_503_loses_nothing_accepted_and_recovers(tmp_path):
         stop.set()
         server.stop()
         store.stop()
-    assert drained == accepted, "an accepted push was lost, repeated or reordered"
+    assert len(drained) == len(set(drained)) and drained == sorted(drained), "repeated or reordered"
+    assert set(accepted) <= set(drained), "an accepted push was lost"
+    # A push whose script ran just as Redis stopped got a 503 (its reply was lost with the
+    # connection) but is there: at least once, as docs.md says. The producer had one in flight.
+    extra = set(drained) - set(accepted)
+    assert extra <= set(refused) and len(extra) <= 1, f"pushes refused with 503 were applied: {sorted(extra)}"
