@@ -4,6 +4,7 @@
 any number with Redis. Many threads in each, because pulls may wait.
 """
 
+import atexit
 import os
 import shutil
 import signal
@@ -17,9 +18,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # /metrics adds up the workers' request metrics from files in this folder (prometheus_client's
 # multiprocess mode). prometheus_client reads the variable when first imported, as the app's import
 # below does, so it is set first, here in the master; the workers inherit it. Fresh for each start.
-_METRICS_DIR = None
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     _METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="queues-metrics-")
+    _MASTER = os.getpid()
+
+    def _remove_metrics_dir():
+        # atexit also runs in each worker as it exits (gunicorn ends them with sys.exit): only the
+        # master removes the folder. Also covers a config error and `--print-config`.
+        if os.getpid() == _MASTER:
+            shutil.rmtree(_METRICS_DIR, ignore_errors=True)
+
+    atexit.register(_remove_metrics_dir)
 
 from prometheus_client import multiprocess  # noqa: E402
 
@@ -67,9 +76,3 @@ def worker_exit(server, worker):
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from /metrics (its counters stay: what it counted happened)."""
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    """Remove the metrics folder made above; one given in the environment is the operator's."""
-    if _METRICS_DIR is not None:
-        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

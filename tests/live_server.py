@@ -41,11 +41,18 @@ class LiveServer:
         """Start gunicorn; with wait, return once /health answers (or fail with its stderr)."""
         self.starts += 1
         self.stderr_path = self.directory / f"stderr.{self.starts}.log"
+        # Ours, not a temporary folder of gunicorn.conf.py's, which a kill -9 would leave behind.
+        metrics = self.directory / f"metrics.{self.starts}"
+        metrics.mkdir()
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"],
                 cwd=REPO,
-                env={**os.environ, "QUEUES_CONFIG": str(self.config)},
+                env={
+                    **os.environ,
+                    "QUEUES_CONFIG": str(self.config),
+                    "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                },
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,

@@ -219,7 +219,11 @@ def test_gunicorn_runs_one_worker_with_the_configured_threads(tmp_path):
     result = subprocess.run(
         [GUNICORN, "-c", "gunicorn.conf.py", "--print-config", "wsgi:app"],
         cwd=REPO,
-        env={"QUEUES_CONFIG": str(LiveServer(tmp_path, server={"threads": 9}).config), "PATH": ""},
+        env={
+            "QUEUES_CONFIG": str(LiveServer(tmp_path / "server", server={"threads": 9}).config),
+            "PATH": "",
+            "TMPDIR": str(tmp_path),
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -230,3 +234,4 @@ def test_gunicorn_runs_one_worker_with_the_configured_threads(tmp_path):
         for key, value in (line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
     }
     assert (settings["workers"], settings["threads"], settings["worker_class"]) == ("1", "9", "gthread")
+    assert not list(tmp_path.glob("queues-metrics-*")), "the master left its metrics folder behind"
