@@ -33,7 +33,14 @@ SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
 # A long poll blocks in slices this long, so that a stopping server ends it soon.
 WAIT_SLICE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 5.0
-# Redis errors that say "not now" rather than "this command is wrong".
+# Redis errors that say "not now" rather than "this command is wrong": redis-py raises the first as
+# their own classes (with the code stripped from the message), the others as ResponseError.
+_TRANSIENT_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+)
 _TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY", "NOREPLICAS")
 _SETTINGS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
 _TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
@@ -47,7 +54,7 @@ def _redis_errors():
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StorageUnavailable(f"redis is unavailable ({exc}); try again") from exc
     except redis.ResponseError as exc:
-        if str(exc).startswith(_TRANSIENT_REPLIES):
+        if isinstance(exc, _TRANSIENT_ERRORS) or str(exc).startswith(_TRANSIENT_REPLIES):
             raise StorageUnavailable(f"redis refused the change ({exc}); try again") from exc
         raise
 
@@ -212,6 +219,7 @@ class RedisQueueManager:
 
     def push(self, name, bodies):
         """Append the JSON bodies in order, all or none; return (ids, size after)."""
+        check_queue_name(name)
         status, reply = self._change("push", name, repr(time.time()), *bodies)
         if status == "queue_not_found":
             raise QueueNotFound(name)
@@ -220,7 +228,7 @@ class RedisQueueManager:
             raise QueueFull(
                 f"queue '{name}' holds {held} of {max_messages} messages; {len(bodies)} more do not fit"
             )
-        size, first = reply
+        size, first = reply[0], int(reply[1])
         return [message.format_id(first + i) for i in range(len(bodies))], size
 
     def pull(self, name, count=1, wait=0.0, lease=None):
@@ -229,6 +237,7 @@ class RedisQueueManager:
         Without lease they are removed; with lease (seconds) they stay in flight until acked.
         Returns their pulled forms as JSON bytes.
         """
+        check_queue_name(name)
         deadline = time.monotonic() + wait
         receipts = [secrets.token_urlsafe(12) for _ in range(count)] if lease is not None else ()
         pulled = self._pull_now(name, count, lease, receipts)
@@ -238,7 +247,8 @@ class RedisQueueManager:
             wake_key = f"{self._prefix}q:{name}:wake"
             while not pulled and not self._waits_released:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                # Below a millisecond, Redis before 7.0.8 would read the timeout as 0: for ever.
+                if remaining < 0.001:
                     break
                 with _redis_errors():
                     self._redis.blpop([wake_key], timeout=min(remaining, WAIT_SLICE_SECONDS))
@@ -267,8 +277,7 @@ class RedisQueueManager:
 
     def ack(self, name, receipts):
         """End these leases for good, all or none; returns how many. Raises ReceiptInvalid."""
-        if len(set(receipts)) != len(receipts):
-            raise ReceiptInvalid("repeated receipt(s); nothing was acknowledged")
+        check_queue_name(name)
         status, reply = self._change("ack", name, *receipts)
         if status == "queue_not_found":
             raise QueueNotFound(name)
@@ -281,6 +290,7 @@ class RedisQueueManager:
 
     def nack(self, name, receipt):
         """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+        check_queue_name(name)
         status, reply = self._change("nack", name, receipt)
         self._raise_lease_error(name, status)
         raw_id, deliveries, dead = reply
@@ -288,6 +298,7 @@ class RedisQueueManager:
 
     def extend(self, name, receipt, seconds):
         """Make a lease end seconds from now; returns the lease's id, receipt and new expiry."""
+        check_queue_name(name)
         status, reply = self._change("extend", name, receipt, seconds)
         self._raise_lease_error(name, status)
         raw_id, expires_ms = reply

@@ -2,9 +2,9 @@
 -- before any other command, so checks and changes (max_messages, all-or-nothing batches, leases)
 -- cannot interleave, however many workers and instances call it.
 --
--- ARGV[1] is the operation, ARGV[2] the key prefix, ARGV[3] the queue name (or a first argument);
--- the rest are the operation's arguments. Keys are built here from the prefix, so this needs a
--- single Redis (not Redis Cluster). A reply is a table whose first element is 'ok' or an error code.
+-- ARGV[1] is the operation, ARGV[2] the key prefix; the rest are the operation's arguments, passed
+-- to it as one table (never unpack()ed: a batch may hold more values than Lua's stack allows).
+-- Keys are built here from the prefix, so this needs a single Redis (not Redis Cluster). A reply is a table whose first element is 'ok' or an error code.
 --
 -- Keys of queue Q (under the prefix): names (set of every queue), next_id (message id counter),
 -- q:Q:meta (hash: settings and counters), q:Q:ready (list of available messages, head first),
@@ -54,9 +54,20 @@ local function id_of(stored)
   return string.sub(stored, 1, 8)
 end
 
--- The id's bytes in big-endian order compare as the ids do.
-local function id_order(stored)
-  return string.reverse(id_of(stored))
+-- The id as a number (exact: ids stay far below 2^53). Not a string comparison: Lua compares
+-- strings with strcoll(), which follows the Redis server's locale.
+local function id_number(stored)
+  return (struct.unpack('<L', stored))
+end
+
+-- Ids start no lower than the time in microseconds, so that a Redis that lost its latest writes
+-- (no persistence, or appendfsync everysec after a crash) never hands out an id again.
+local function next_ids(count)
+  local t = redis.call('TIME')
+  local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local first = math.max(tonumber(redis.call('GET', P .. 'next_id') or 0) + 1, floor)
+  redis.call('SET', P .. 'next_id', string.format('%d', first + count - 1))
+  return first
 end
 
 local function end_lease(queue, receipt)
@@ -85,7 +96,7 @@ local function return_leases(queue, receipts)
     results[i] = {id_of(stored), deliveries, is_dead and 1 or 0}
   end
   -- Newest first, since each LPUSH goes in front of the one before.
-  table.sort(back, function(a, b) return id_order(a[1]) > id_order(b[1]) end)
+  table.sort(back, function(a, b) return id_number(a[1]) > id_number(b[1]) end)
   for _, item in ipairs(back) do
     redis.call('LPUSH', key(queue, 'ready'), item[1])
     redis.call('HSET', key(queue, 'redeliveries'), id_of(item[1]), item[2])
@@ -119,7 +130,8 @@ local INFO_FIELDS = {
 
 local operations = {}
 
-function operations.create(name, max_messages, schema, created_at, max_deliveries, dead_letter_queue)
+function operations.create(args)
+  local name, max_messages, schema, created_at, max_deliveries, dead_letter_queue = unpack(args, 1, 6)
   if exists(name) then
     return {'queue_exists'}
   end
@@ -138,7 +150,8 @@ function operations.create(name, max_messages, schema, created_at, max_deliverie
   return {'ok'}
 end
 
-function operations.delete(name)
+function operations.delete(args)
+  local name = args[1]
   if not exists(name) then
     return {'queue_not_found'}
   end
@@ -150,7 +163,8 @@ function operations.delete(name)
   end
   if #users > 0 then
     table.sort(users)
-    return {'queue_in_use', unpack(users)}
+    table.insert(users, 1, 'queue_in_use')
+    return users
   end
   local deleted = size(name)
   redis.call('DEL', key(name, 'meta'), key(name, 'ready'), key(name, 'leases'),
@@ -159,32 +173,34 @@ function operations.delete(name)
   return {'ok', deleted}
 end
 
-function operations.push(name, enqueued_at, ...)
-  local bodies = {...}
+-- args: name, enqueued_at, then the bodies. Replies {'ok', size after, first id as a string}.
+function operations.push(args)
+  local name, count = args[1], #args - 2
   if not exists(name) then
     return {'queue_not_found'}
   end
   local held = size(name)
   local max_messages = tonumber(redis.call('HGET', key(name, 'meta'), 'max_messages'))
-  if held + #bodies > max_messages then
+  if held + count > max_messages then
     return {'queue_full', held, max_messages}
   end
-  local first = redis.call('INCRBY', P .. 'next_id', #bodies) - #bodies + 1
-  local at = tonumber(enqueued_at)
+  local first = next_ids(count)
+  local at = tonumber(args[2])
   local stored = {}
-  for i, body in ipairs(bodies) do
-    stored[i] = struct.pack('<Ld', first + i - 1, at) .. body
+  for i = 1, count do
+    stored[i] = struct.pack('<Ld', first + i - 1, at) .. args[i + 2]
   end
   push_all('RPUSH', key(name, 'ready'), stored)
-  redis.call('HINCRBY', key(name, 'meta'), 'pushed_total', #bodies)
-  wake(name, #bodies)
-  return {'ok', held + #bodies, first}
+  redis.call('HINCRBY', key(name, 'meta'), 'pushed_total', count)
+  wake(name, count)
+  return {'ok', held + count, string.format('%d', first)}
 end
 
--- Without lease_seconds ('') the messages are removed; with it they go into flight, one receipt each.
+-- args: name, count, lease seconds, then one receipt per message wanted (with a lease). Without
+-- lease seconds ('') the messages are removed; with them they go into flight, one receipt each.
 -- Replies {'ok', message...} or {'ok', expires_ms, message, deliveries, message, deliveries...}.
-function operations.pull(name, count, lease_seconds, ...)
-  local receipts = {...}
+function operations.pull(args)
+  local name, count, lease_seconds = args[1], args[2], args[3]
   if not exists(name) then
     return {'queue_not_found'}
   end
@@ -214,9 +230,10 @@ function operations.pull(name, count, lease_seconds, ...)
     for i, stored in ipairs(taken) do
       local deliveries = (tonumber(redis.call('HGET', redeliveries, id_of(stored))) or 0) + 1
       redis.call('HDEL', redeliveries, id_of(stored))
-      redis.call('HSET', key(name, 'leases'), receipts[i], stored)
-      redis.call('HSET', key(name, 'lease_deliveries'), receipts[i], deliveries)
-      redis.call('ZADD', key(name, 'expiries'), expires, receipts[i])
+      local receipt = args[i + 3]
+      redis.call('HSET', key(name, 'leases'), receipt, stored)
+      redis.call('HSET', key(name, 'lease_deliveries'), receipt, deliveries)
+      redis.call('ZADD', key(name, 'expiries'), expires, receipt)
       reply[#reply + 1] = stored
       reply[#reply + 1] = deliveries
     end
@@ -224,24 +241,34 @@ function operations.pull(name, count, lease_seconds, ...)
   redis.call('HINCRBY', key(name, 'meta'), 'pulled_total', available)
   if redis.call('LLEN', ready) == 0 then
     redis.call('DEL', key(name, 'wake'))
+  elseif redis.call('LLEN', key(name, 'wake')) == 0 then
+    -- Messages are left and no token says so (a push makes at most WAKE_TOKENS_MAX): pass the
+    -- wake-up on to the next waiting pull, as the memory backend does.
+    wake(name, 1)
   end
   return reply
 end
 
-function operations.ack(name, ...)
-  local receipts = {...}
+-- args: name, then the receipts. All or none: an unknown or repeated receipt refuses them all,
+-- replying {'receipt_invalid', index of each unknown one (from 0)...}.
+function operations.ack(args)
+  local name = args[1]
   if not exists(name) then
     return {'queue_not_found'}
   end
   expire(name, now_ms())
-  local unknown = {}
-  for i, receipt in ipairs(receipts) do
+  local receipts, reply, seen, repeated = {}, {'receipt_invalid'}, {}, false
+  for i = 2, #args do
+    local receipt = args[i]
+    receipts[#receipts + 1] = receipt
     if redis.call('HEXISTS', key(name, 'leases'), receipt) == 0 then
-      unknown[#unknown + 1] = i - 1
+      reply[#reply + 1] = i - 2
     end
+    repeated = repeated or seen[receipt] ~= nil
+    seen[receipt] = true
   end
-  if #unknown > 0 then
-    return {'receipt_invalid', unpack(unknown)}
+  if #reply > 1 or repeated then
+    return reply
   end
   for _, receipt in ipairs(receipts) do
     end_lease(name, receipt)
@@ -250,7 +277,8 @@ function operations.ack(name, ...)
   return {'ok', #receipts}
 end
 
-function operations.nack(name, receipt)
+function operations.nack(args)
+  local name, receipt = args[1], args[2]
   if not exists(name) then
     return {'queue_not_found'}
   end
@@ -262,7 +290,8 @@ function operations.nack(name, receipt)
   return {'ok', result[1], result[2], result[3]}
 end
 
-function operations.extend(name, receipt, seconds)
+function operations.extend(args)
+  local name, receipt, seconds = args[1], args[2], args[3]
   if not exists(name) then
     return {'queue_not_found'}
   end
@@ -277,7 +306,7 @@ function operations.extend(name, receipt, seconds)
   return {'ok', id_of(stored), expires}
 end
 
-function operations.expire_all()
+function operations.expire_all(args)
   local now, ended = now_ms(), 0
   for _, name in ipairs(redis.call('SMEMBERS', P .. 'names')) do
     ended = ended + expire(name, now)
@@ -286,8 +315,8 @@ function operations.expire_all()
 end
 
 -- QueueInfo fields of the named queue, or of every queue when no name is given.
-function operations.info(...)
-  local names = {...}
+function operations.info(args)
+  local names = args
   if #names == 0 then
     names = redis.call('SMEMBERS', P .. 'names')
   end
@@ -301,4 +330,8 @@ function operations.info(...)
   return reply
 end
 
-return operations[op](unpack(ARGV, 3))
+local args = {}
+for i = 3, #ARGV do
+  args[i - 2] = ARGV[i]
+end
+return operations[op](args)

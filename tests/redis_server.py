@@ -1,6 +1,7 @@
 """A real redis-server for the Redis backend's tests: on a free loopback port, in a temporary folder."""
 
 import ctypes
+import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,7 @@ def _die_with_parent():
 class RedisServer:
     """redis-server on one port, stopped and started again on it; with appendonly, its data survives."""
 
-    def __init__(self, directory, appendonly=False):
+    def __init__(self, directory, appendonly=False, env=None, args=()):
         self.binary = shutil.which("redis-server")
         assert self.binary, (
             "redis-server is not installed: `make test` installs it (apt-get install redis-server)"
@@ -30,6 +31,8 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.appendonly = appendonly
+        self.env = {**os.environ, **(env or {})}
+        self.args = list(args)
         self.process = None
 
     def start(self):

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from queues import message
+from queues import redis_manager as redis_manager_module
 from queues.backend import QueueBackend
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
 from queues.manager import UNLIMITED_WAITERS, QueueManager
@@ -28,13 +29,13 @@ def make_manager(request):
     """Build an empty manager of the backend; the Redis one on an emptied database of a real Redis."""
     made = []
 
-    def make(max_waiting=UNLIMITED_WAITERS):
+    def make(max_waiting=UNLIMITED_WAITERS, connections=16):
         if request.param == "memory":
             made.append(QueueManager(max_waiting=max_waiting))
         else:
             redis_server = request.getfixturevalue("redis_server")
             redis_server.client().flushall()
-            made.append(RedisQueueManager(redis_server.url, 16, max_waiting))
+            made.append(RedisQueueManager(redis_server.url, connections, max_waiting))
         return made[-1]
 
     yield make
@@ -262,3 +263,40 @@ def test_pulls_past_the_waiting_limit_answer_at_once(make_manager):
     started = time.monotonic()
     assert qm.pull("q", 1, wait=0.2) == []
     assert time.monotonic() - started >= 0.19
+
+
+def test_a_push_wakes_every_waiting_puller_at_once(make_manager, monkeypatch):
+    monkeypatch.setattr(redis_manager_module, "WAIT_SLICE_SECONDS", 10.0)  # see past the 1 s polling slice
+    waiters = 130
+    qm = make_manager(connections=waiters + 4)
+    qm.create("q", 1000)
+    got = []
+
+    def pull():
+        got.append((qm.pull("q", 1, wait=4), time.monotonic()))
+
+    threads = [threading.Thread(target=pull) for _ in range(waiters)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    pushed_at = time.monotonic()
+    qm.push("q", bodies(*range(waiters)))
+    time.sleep(1.5)
+    woken = sum(1 for messages, at in list(got) if messages and at - pushed_at < 1.5)
+    qm.release_waits()
+    for t in threads:
+        t.join(10)
+    assert woken == waiters  # Redis: 128 (WAKE_TOKENS_MAX); the rest wait out their wait
+
+
+def test_every_operation_checks_the_queue_name_first(make_manager):
+    qm = make_manager()
+    for call in (
+        lambda: qm.push("a b", bodies(1)),
+        lambda: qm.pull("a b"),
+        lambda: qm.ack("a b", ["r"]),
+        lambda: qm.nack("a b", "r"),
+        lambda: qm.extend("a b", "r", 5),
+    ):
+        with pytest.raises(InvalidQueueName):  # Redis: QueueNotFound
+            call()
