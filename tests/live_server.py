@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,8 +43,7 @@ class LiveServer:
         self.starts += 1
         self.stderr_path = self.directory / f"stderr.{self.starts}.log"
         # Ours, not a temporary folder of gunicorn.conf.py's, which a kill -9 would leave behind.
-        metrics = self.directory / f"metrics.{self.starts}"
-        metrics.mkdir()
+        metrics = tempfile.mkdtemp(prefix="metrics.", dir=self.directory)
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -51,7 +51,7 @@ class LiveServer:
                 env={
                     **os.environ,
                     "QUEUES_CONFIG": str(self.config),
-                    "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                    "PROMETHEUS_MULTIPROC_DIR": metrics,
                 },
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
