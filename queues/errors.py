@@ -57,13 +57,45 @@ class QueueExists(QueueServiceError):
 class QueueFull(QueueServiceError):
     status, code = 409, "queue_full"
 
+    @classmethod
+    def no_room(cls, name, held, max_messages, adding):
+        return cls(f"queue '{name}' holds {held} of {max_messages} messages; {adding} more do not fit")
+
 
 class QueueInUse(QueueServiceError):
     status, code = 409, "queue_in_use"
 
+    @classmethod
+    def as_dead_letter_queue(cls, name, users):
+        return cls(f"queue '{name}' is the dead-letter queue of {', '.join(users)}")
+
 
 class ReceiptInvalid(QueueServiceError):
     status, code = 409, "receipt_invalid"
+
+    @classmethod
+    def one(cls):
+        return cls("unknown or expired receipt")
+
+    @classmethod
+    def in_batch(cls, unknown):
+        """For an ack of several receipts: unknown holds the indexes of those with no lease."""
+        return cls(
+            "unknown, expired or repeated receipt(s); nothing was acknowledged",
+            [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in unknown],
+        )
+
+
+class BadDeadLetterQueue(InvalidRequest):
+    """A create naming a dead-letter queue that cannot be one: the contract's 400 invalid_request."""
+
+    @classmethod
+    def missing(cls, name):
+        return cls(f"dead_letter_queue '{name}' does not exist; create it first")
+
+    @classmethod
+    def chained(cls, name):
+        return cls(f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed")
 
 
 class StorageUnavailable(QueueServiceError):

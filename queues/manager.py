@@ -19,8 +19,8 @@ import time
 
 from queues import message
 from queues.errors import (
+    BadDeadLetterQueue,
     InvalidQueueName,
-    InvalidRequest,
     QueueExists,
     QueueFull,
     QueueInUse,
@@ -181,11 +181,9 @@ class QueueManager:
         """The caller holds the registry lock."""
         target = self._queues.get(name)
         if target is None:
-            raise InvalidRequest(f"dead_letter_queue '{name}' does not exist; create it first")
+            raise BadDeadLetterQueue.missing(name)
         if target.dead_letter_queue is not None:
-            raise InvalidRequest(
-                f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed"
-            )
+            raise BadDeadLetterQueue.chained(name)
 
     def _apply_create(self, name, max_messages, schema, created_at, max_deliveries, dead_letter_queue):
         queue = Queue(name, max_messages, schema, created_at, max_deliveries, dead_letter_queue)
@@ -205,7 +203,7 @@ class QueueManager:
                 raise QueueNotFound(name)
             users = sorted(q.name for q in self._queues.values() if q.dead_letter_queue == name)
             if users:
-                raise QueueInUse(f"queue '{name}' is the dead-letter queue of {', '.join(users)}")
+                raise QueueInUse.as_dead_letter_queue(name, users)
             with queue.lock:
                 sequence = self._write_ahead("delete", name)
                 deleted = self._apply_delete(queue)
@@ -232,10 +230,7 @@ class QueueManager:
             if queue.deleted:
                 raise QueueNotFound(name)
             if len(bodies) > queue.max_messages - queue.size():
-                raise QueueFull(
-                    f"queue '{name}' holds {queue.size()} of {queue.max_messages} messages; "
-                    f"{len(bodies)} more do not fit"
-                )
+                raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
             sequence = self._append(record)
             queue.append(stored)
             size = queue.size()
@@ -298,10 +293,7 @@ class QueueManager:
             expired = self._expire(queue, self._clock())
             unknown = [i for i, receipt in enumerate(receipts) if receipt not in queue.leases]
             if unknown or len(set(receipts)) != len(receipts):
-                raise ReceiptInvalid(
-                    "unknown, expired or repeated receipt(s); nothing was acknowledged",
-                    [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in unknown],
-                )
+                raise ReceiptInvalid.in_batch(unknown)
             sequence = self._write_ahead("ack", name, receipts)
             self._apply_ack(queue, receipts)
         self._make_durable(expired, sequence)
@@ -318,7 +310,7 @@ class QueueManager:
         with queue.lock:
             expired = self._expire(queue, self._clock())
             if receipt not in queue.leases:
-                raise ReceiptInvalid("unknown or expired receipt")
+                raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
             sequence = self._with_dead_letter_lock(queue, self._return, [receipt])
         self._make_durable(expired, sequence)
@@ -339,7 +331,7 @@ class QueueManager:
             expired = self._expire(queue, now)
             lease = queue.extend(receipt, now + seconds)
             if lease is None:
-                raise ReceiptInvalid("unknown or expired receipt")
+                raise ReceiptInvalid.one()
         self._make_durable(expired)
         return {
             "id": message.format_id(message.message_id(lease.stored)),

@@ -18,7 +18,7 @@ from redis.retry import Retry
 
 from queues import message
 from queues.errors import (
-    InvalidRequest,
+    BadDeadLetterQueue,
     QueueExists,
     QueueFull,
     QueueInUse,
@@ -26,6 +26,7 @@ from queues.errors import (
     ReceiptInvalid,
     StorageUnavailable,
 )
+from queues.fifo import Lease
 from queues.manager import UNLIMITED_WAITERS, check_queue_name
 
 KEY_PREFIX = "queues:"
@@ -33,16 +34,17 @@ SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
 # A long poll blocks in slices this long, so that a stopping server ends it soon.
 WAIT_SLICE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 5.0
-# Redis errors that say "not now" rather than "this command is wrong": redis-py raises the first as
-# their own classes (with the code stripped from the message), the others as ResponseError.
+# Redis errors that say "not now" rather than "this command is wrong": redis-py raises some as their
+# own classes (with the code stripped from the message), the others as a ResponseError with the code.
 _TRANSIENT_ERRORS = (
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.ReadOnlyError,
     redis.exceptions.MasterDownError,
     redis.exceptions.TryAgainError,
 )
-_TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "BUSY", "NOREPLICAS")
-_SETTINGS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
+_TRANSIENT_REPLIES = ("MISCONF", "BUSY", "NOREPLICAS")
+# The fields after name, size and in_flight in the script's info reply (its INFO_FIELDS).
+_INFO_FIELDS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
 _TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
 
 
@@ -162,8 +164,7 @@ class RedisQueueManager:
     def _infos(self, *names):
         infos = []
         for name, size, in_flight, *fields in self._run("info", *names)[1]:
-            settings = dict(zip(_SETTINGS, fields, strict=False))
-            totals = dict(zip(_TOTALS, fields[len(_SETTINGS) :], strict=True))
+            settings = dict(zip(_INFO_FIELDS + _TOTALS, fields, strict=True))
             infos.append(
                 {
                     "name": name.decode(),
@@ -174,7 +175,7 @@ class RedisQueueManager:
                     "max_deliveries": _number_or_none(settings["max_deliveries"]),
                     "dead_letter_queue": _optional(settings["dead_letter_queue"]),
                     "created_at": message.iso_timestamp(float(settings["created_at"])),
-                    **{total: int(value) for total, value in totals.items()},
+                    **{total: int(settings[total]) for total in _TOTALS},
                 }
             )
         return infos
@@ -196,12 +197,9 @@ class RedisQueueManager:
         if status == "queue_exists":
             raise QueueExists(name)
         if status == "dead_letter_queue_missing":
-            raise InvalidRequest(f"dead_letter_queue '{dead_letter_queue}' does not exist; create it first")
+            raise BadDeadLetterQueue.missing(dead_letter_queue)
         if status == "dead_letter_queue_chained":
-            raise InvalidRequest(
-                f"dead_letter_queue '{dead_letter_queue}' has a dead-letter queue of its own; "
-                "chains are not allowed"
-            )
+            raise BadDeadLetterQueue.chained(dead_letter_queue)
         return self.info(name)
 
     def delete(self, name):
@@ -211,8 +209,7 @@ class RedisQueueManager:
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "queue_in_use":
-            named = ", ".join(user.decode() for user in reply)
-            raise QueueInUse(f"queue '{name}' is the dead-letter queue of {named}")
+            raise QueueInUse.as_dead_letter_queue(name, [user.decode() for user in reply])
         return reply[0]
 
     # --- messages ---------------------------------------------------------------------------
@@ -225,9 +222,7 @@ class RedisQueueManager:
             raise QueueNotFound(name)
         if status == "queue_full":
             held, max_messages = reply
-            raise QueueFull(
-                f"queue '{name}' holds {held} of {max_messages} messages; {len(bodies)} more do not fit"
-            )
+            raise QueueFull.no_room(name, held, max_messages, len(bodies))
         size, first = reply[0], int(reply[1])
         return [message.format_id(first + i) for i in range(len(bodies))], size
 
@@ -265,13 +260,9 @@ class RedisQueueManager:
             return [message.render(stored) for stored in reply]
         if not reply:
             return []
-        expires_at = message.iso_timestamp(reply[0] / 1000).encode()
+        expires_at = reply[0] / 1000
         return [
-            message.render(
-                stored,
-                b',"receipt":"%s","lease_expires_at":"%s","deliveries":%d'
-                % (receipt.encode(), expires_at, deliveries),
-            )
+            Lease(stored, receipt, expires_at, deliveries).render()
             for receipt, stored, deliveries in zip(receipts, reply[1::2], reply[2::2], strict=False)
         ]
 
@@ -282,10 +273,7 @@ class RedisQueueManager:
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "receipt_invalid":
-            raise ReceiptInvalid(
-                "unknown, expired or repeated receipt(s); nothing was acknowledged",
-                [{"index": i, "path": "receipts", "problem": "unknown or expired"} for i in reply],
-            )
+            raise ReceiptInvalid.in_batch(reply)
         return reply[0]
 
     def nack(self, name, receipt):
@@ -313,7 +301,7 @@ class RedisQueueManager:
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "receipt_invalid":
-            raise ReceiptInvalid("unknown or expired receipt")
+            raise ReceiptInvalid.one()
 
     def expire_leases(self):
         """Return every expired lease's message to its queue (or dead-letter queue)."""
