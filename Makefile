@@ -13,9 +13,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-# The tests start real redis-server and nginx processes on loopback; install them where missing
+# The tests start real redis-server, nginx and chromium processes on loopback and run logrotate;
+# install them where missing
 # (Debian packages; needs root, as on CI).
-SYSTEM_PACKAGES = redis-server:redis-server nginx:nginx-light openssl:openssl
+SYSTEM_PACKAGES = redis-server:redis-server nginx:nginx-light openssl:openssl chromium:chromium logrotate:logrotate
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
