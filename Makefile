@@ -14,8 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 # The tests start real redis-server, nginx and chromium processes on loopback and run logrotate;
-# install them where missing
-# (Debian packages; needs root, as on CI).
+# install them where missing (Debian packages; needs root, as on CI).
 SYSTEM_PACKAGES = redis-server:redis-server nginx:nginx-light openssl:openssl chromium:chromium logrotate:logrotate
 
 system-packages:
