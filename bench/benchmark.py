@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from queues.config import ServerConfig  # noqa: E402
-from queues.manager import SNAPSHOT_VERSION, QueueManager  # noqa: E402
+from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager  # noqa: E402
 from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tests.conftest import PASSWORDS  # noqa: E402
 from tests.live_server import GUNICORN, LiveServer, free_port  # noqa: E402
@@ -348,7 +348,7 @@ def memory_and_snapshot_phases(workdir, runs, seconds, sizes):
 
 def snapshot_times(workdir, count, runs):
     """Snapshot (copy + write) and restore (read + rebuild) of count messages, in this process."""
-    manager = QueueManager()
+    manager = MemoryQueueManager()
     manager.create("big", count)
     for start in range(0, count, 1000):
         manager.push("big", [JOB_BYTES] * min(1000, count - start))
@@ -360,7 +360,7 @@ def snapshot_times(workdir, count, runs):
         save_snapshot(path, state)
         saves.append({"seconds": time.perf_counter() - started})
         started = time.perf_counter()
-        QueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION))
+        MemoryQueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION))
         restores.append({"seconds": time.perf_counter() - started})
     return {"snapshot": summarise(saves), "restore": summarise(restores), "file_bytes": path.stat().st_size}
 

@@ -1,6 +1,6 @@
 """One queue's state: available messages in FIFO order, and leased (in-flight) messages.
 
-Nothing here locks: every method expects the caller (QueueManager) to hold the queue's lock.
+Nothing here locks: every method expects the caller (queues.memory.manager) to hold the queue's lock.
 """
 
 import heapq

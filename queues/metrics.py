@@ -1,6 +1,6 @@
 """Prometheus metrics: request latency and errors per process, queues and snapshots read at scrape time.
 
-The per-queue figures come from the backend's own totals (`manager.list()`), so every worker and
+The per-queue figures come from the backend's own totals (`backend.queues.list()`), so every worker and
 every instance sharing a Redis reports the same, complete numbers. The per-request figures are
 counted in each process; under gunicorn (which sets `PROMETHEUS_MULTIPROC_DIR` before this module
 is imported) prometheus_client keeps them in files that each scrape adds up over all the workers.
@@ -57,7 +57,7 @@ class StateCollector:
 
     def collect(self):
         try:
-            infos = self._extensions["queues.manager"].list()
+            infos = self._extensions["queues.backend"].queues.list()
         except StorageUnavailable:
             infos = None  # the rest of /metrics is still worth having while the storage is away
         up = GaugeMetricFamily("queues_storage_up", "1 if the queues' storage answered this scrape, else 0.")
@@ -65,7 +65,7 @@ class StateCollector:
         yield up
         if infos is not None:
             yield from _queue_families(infos)
-        snapshotter = self._extensions.get("queues.snapshotter")
+        snapshotter = self._extensions["queues.backend"].snapshotter
         if snapshotter is not None:  # the memory backend only
             yield from _snapshot_families(snapshotter)
 

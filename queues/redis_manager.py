@@ -1,4 +1,4 @@
-"""The Redis queue backend: the same operations as queues.manager.QueueManager, on a shared Redis.
+"""The Redis queue backend: the memory backend's operations (queues.backend), on a shared Redis.
 
 Each operation is one call of a Lua script (redis_queues.lua), which Redis runs atomically, so any
 number of gunicorn workers and service instances can share the queues with the memory backend's
@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from queues import message
+from queues.backend import UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
     QueueExists,
@@ -27,7 +28,7 @@ from queues.errors import (
     StorageUnavailable,
 )
 from queues.fifo import Lease
-from queues.manager import UNLIMITED_WAITERS, check_queue_name
+from queues.sweeper import LeaseSweeper
 
 KEY_PREFIX = "queues:"
 SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
@@ -307,3 +308,29 @@ class RedisQueueManager:
         """Return every expired lease's message to its queue (or dead-letter queue)."""
         if not self._closed:
             self._run("expire_all")
+
+
+class RedisBackend:
+    """The Redis backend as one part of the app: its queues and the lease sweeper. Redis persists
+    the queues itself; nothing is read or written here at start-up."""
+
+    snapshotter = None  # Redis snapshots by itself
+
+    def __init__(self, config):
+        # One connection per thread, plus the lease sweeper's and a spare for /health.
+        self.queues = RedisQueueManager(
+            config.storage.redis_url, config.server.threads + 2, config.queues.max_waiting_pulls
+        )
+        self._sweeper = LeaseSweeper(self.queues)
+
+    def start(self):
+        self._sweeper.start()
+
+    def stop(self):
+        """Refuse changes and let go of the connections."""
+        self._sweeper.stop()
+        self.queues.close()
+
+    def health(self):
+        """(failing, details) for GET /health: failing while Redis does not answer."""
+        return self.queues.health()

@@ -54,7 +54,8 @@ def _fsync_directory(directory):
 
 
 def save_snapshot(path, state):
-    """Write state (from QueueManager.snapshot) to path: temp file, fsync, rename, fsync directory."""
+    """Write state (plain data: a dict with a "queues" list) to path: temp file, fsync, rename, fsync
+    directory."""
     path = Path(path)
     header = dict(state, queues=[])
     for saved in state["queues"]:

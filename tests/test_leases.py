@@ -7,7 +7,7 @@ import time
 import pytest
 
 from queues.errors import InvalidRequest, QueueFull, QueueInUse, ReceiptInvalid
-from queues.manager import QueueManager
+from queues.memory.manager import MemoryQueueManager
 
 
 class Clock:
@@ -27,7 +27,7 @@ def clock():
 
 @pytest.fixture
 def qm(clock):
-    manager = QueueManager(clock=clock)
+    manager = MemoryQueueManager(clock=clock)
     manager.create("jobs.dead", 100)
     manager.create("jobs", 3, max_deliveries=3, dead_letter_queue="jobs.dead")
     return manager
@@ -145,7 +145,7 @@ def test_restart_makes_in_flight_messages_available_with_their_deliveries(qm, cl
     clock.now += 5
     lease(qm, 2)  # n=1 on its second delivery, n=2 on its first
     state, _ = qm.snapshot()
-    restored = QueueManager.restore(state, clock=clock)
+    restored = MemoryQueueManager.restore(state, clock=clock)
     restored.end_leases_after_restart()
     assert restored.info("jobs")["in_flight"] == 0
     again = lease(restored, 3)

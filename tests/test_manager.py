@@ -1,4 +1,4 @@
-"""Both backends as plain Python (QueueManager and RedisQueueManager on a real Redis): FIFO, limits,
+"""Both backends as plain Python (MemoryQueueManager and RedisQueueManager on a real Redis): FIFO, limits,
 long polls and many threads at once; and the memory backend's snapshots."""
 
 import json
@@ -9,9 +9,9 @@ import pytest
 
 from queues import message
 from queues import redis_manager as redis_manager_module
-from queues.backend import QueueBackend
+from queues.backend import UNLIMITED_WAITERS, QueueBackend
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
-from queues.manager import UNLIMITED_WAITERS, QueueManager
+from queues.memory.manager import MemoryQueueManager
 from queues.redis_manager import RedisQueueManager
 
 
@@ -31,7 +31,7 @@ def make_manager(request):
 
     def make(max_waiting=UNLIMITED_WAITERS, connections=16):
         if request.param == "memory":
-            made.append(QueueManager(max_waiting=max_waiting))
+            made.append(MemoryQueueManager(max_waiting=max_waiting))
         else:
             redis_server = request.getfixturevalue("redis_server")
             redis_server.client().flushall()
@@ -52,7 +52,7 @@ def manager(make_manager):
 
 @pytest.fixture
 def memory_manager():
-    qm = QueueManager()
+    qm = MemoryQueueManager()
     qm.create("q", max_messages=10)
     return qm
 
@@ -193,7 +193,7 @@ def test_snapshot_and_restore_keep_queues_messages_order_and_counters(memory_man
     memory_manager.push("q", bodies(1, 2, 3))
     memory_manager.pull("q")
     state, _ = memory_manager.snapshot()
-    restored = QueueManager.restore(state)
+    restored = MemoryQueueManager.restore(state)
     assert restored.list() == memory_manager.list()
     assert pulled_bodies(restored.pull("q", 10)) == bodies(2, 3)
     new_ids, _ = restored.push("q", bodies(4))

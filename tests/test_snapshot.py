@@ -5,13 +5,13 @@ import pickle
 
 import pytest
 
-from queues.manager import SNAPSHOT_VERSION, QueueManager
+from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
 from storage import snapshot as snapshot_module
 from storage.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 
 def state_with(messages_per_queue):
-    qm = QueueManager()
+    qm = MemoryQueueManager()
     for name, count in messages_per_queue.items():
         qm.create(name, max(count, 1), schema="job" if name == "jobs" else None)
         for start in range(0, count, 1000):

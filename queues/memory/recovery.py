@@ -2,15 +2,25 @@
 
 import logging
 
-from queues.manager import SNAPSHOT_VERSION, QueueManager
-from storage.journal import Journal, generations, journal_path, read_records
+from queues.memory.changes import decode
+from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
+from storage.journal import Journal, JournalError, generations, journal_path, read_records
 from storage.snapshot import load_snapshot
 
 log = logging.getLogger(__name__)
 
 
+def read_changes(path):
+    """The change records of one journal file; raises JournalError naming the file."""
+    try:
+        return [decode(record) for record in read_records(path)]
+    except ValueError as exc:
+        raise JournalError(f"{path}: {exc}") from exc
+
+
 def recover(persistence, max_waiting):
-    """A QueueManager holding the durable state, journaling from now on if persistence.journal.
+    """(manager, journal): a MemoryQueueManager holding the durable state, journaling from now on
+    into journal if persistence.journal (else journal is None).
 
     Raises SnapshotError or JournalError (naming the file) when the state cannot be read.
     """
@@ -20,10 +30,10 @@ def recover(persistence, max_waiting):
         log.info("no snapshot at %s: starting empty", path)
     first = state["journal_generation"] if state else 0
     pending = [g for g in generations(path) if g >= first]
-    records = [record for g in pending for record in read_records(journal_path(path, g))]
-    if records:
-        log.info("replaying %d journal records from generations %s", len(records), pending)
-    manager = QueueManager.restore(state, records, max_waiting=max_waiting)
+    replayed = [change for g in pending for change in read_changes(journal_path(path, g))]
+    if replayed:
+        log.info("replaying %d journal records from generations %s", len(replayed), pending)
+    manager = MemoryQueueManager.restore(state, replayed, max_waiting=max_waiting)
     # Never append to a replayed file: it may end in a torn record.
     generation = max([first - 1, *pending]) + 1
     journal = Journal(path, generation, persistence.fsync) if persistence.journal else None
