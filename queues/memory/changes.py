@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from queues.fifo import Queue
 
-_KINDS = {}
+KINDS = {}  # kind -> record class
 
 
 class State:
@@ -49,14 +49,14 @@ def change(cls):
     """Make cls a frozen, slotted dataclass and register it under its kind."""
     made = dataclass(frozen=True, slots=True)(cls)
     made._field_names = tuple(field.name for field in fields(made))
-    _KINDS[made.kind] = made
+    KINDS[made.kind] = made
     return made
 
 
 def decode(plain):
     """The record of a journal tuple; raises ValueError for an unknown kind or wrong fields."""
     try:
-        return _KINDS[plain[0]](*plain[1:])
+        return KINDS[plain[0]](*plain[1:])
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"not a change record: {plain!r:.80}") from exc
 

@@ -18,13 +18,9 @@ def read_changes(path):
         raise JournalError(f"{path}: {exc}") from exc
 
 
-def recover(persistence, max_waiting):
-    """(manager, journal): a MemoryQueueManager holding the durable state, journaling from now on
-    into journal if persistence.journal (else journal is None).
-
-    Raises SnapshotError or JournalError (naming the file) when the state cannot be read.
-    """
-    path = persistence.path
+def read_durable(path):
+    """(snapshot state or None, the changes journaled after it, the next journal generation) as
+    the files beside path hold them. Raises SnapshotError or JournalError naming the file."""
     state = load_snapshot(path, SNAPSHOT_VERSION)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
@@ -33,9 +29,19 @@ def recover(persistence, max_waiting):
     replayed = [change for g in pending for change in read_changes(journal_path(path, g))]
     if replayed:
         log.info("replaying %d journal records from generations %s", len(replayed), pending)
-    manager = MemoryQueueManager.restore(state, replayed, max_waiting=max_waiting)
     # Never append to a replayed file: it may end in a torn record.
-    generation = max([first - 1, *pending]) + 1
+    return state, replayed, max([first - 1, *pending]) + 1
+
+
+def recover(persistence, max_waiting):
+    """(manager, journal): a MemoryQueueManager holding the durable state, journaling from now on
+    into journal if persistence.journal (else journal is None).
+
+    Raises SnapshotError or JournalError (naming the file) when the state cannot be read.
+    """
+    path = persistence.path
+    state, replayed, generation = read_durable(path)
+    manager = MemoryQueueManager.restore(state, replayed, max_waiting=max_waiting)
     journal = Journal(path, generation, persistence.fsync) if persistence.journal else None
     manager.start_journal(generation, journal)
     manager.end_leases_after_restart()
