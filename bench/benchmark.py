@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from queues.config import ServerConfig  # noqa: E402
+from queues.fifo import Queue  # noqa: E402
 from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager  # noqa: E402
 from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tests.conftest import PASSWORDS  # noqa: E402
@@ -382,7 +383,7 @@ def snapshot_times(workdir, count, runs):
         save_snapshot(path, state)
         saves.append({"seconds": time.perf_counter() - started})
         started = time.perf_counter()
-        MemoryQueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION))
+        MemoryQueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings))
         restores.append({"seconds": time.perf_counter() - started})
     return {"snapshot": summarise(saves), "restore": summarise(restores), "file_bytes": path.stat().st_size}
 

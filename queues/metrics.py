@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from queues.errors import StorageUnavailable
+from queues.queue_info import TOTALS
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,14 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 # Label values stay few: a request that matched no route, or used an odd method, is lumped together.
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# QueueInfo totals exposed as counters labelled `queue`: (field, metric name, help).
-QUEUE_TOTALS = (
-    ("pushed_total", "queues_messages_pushed", "Messages ever pushed to the queue."),
-    ("pulled_total", "queues_messages_pulled", "Messages handed out by pulls, redeliveries included."),
-    ("acked_total", "queues_messages_acked", "Leased messages acknowledged."),
-    ("dead_lettered_total", "queues_messages_dead_lettered", "Messages moved to the dead-letter queue."),
-)
+# QueueInfo's totals, each exposed as a counter labelled `queue`: (field, metric name, help).
+_TOTAL_METRICS = {
+    "pushed_total": ("queues_messages_pushed", "Messages ever pushed to the queue."),
+    "pulled_total": ("queues_messages_pulled", "Messages handed out by pulls, redeliveries included."),
+    "acked_total": ("queues_messages_acked", "Leased messages acknowledged."),
+    "dead_lettered_total": ("queues_messages_dead_lettered", "Messages moved to the dead-letter queue."),
+}
+QUEUE_TOTALS = tuple((field, *_TOTAL_METRICS[field]) for field in TOTALS)
 
 
 def _values_in_files():

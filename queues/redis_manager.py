@@ -28,10 +28,15 @@ from queues.errors import (
     StorageUnavailable,
 )
 from queues.fifo import Lease
+from queues.queue_info import STORED, TOTALS, queue_info
 from queues.sweeper import LeaseSweeper
 
 KEY_PREFIX = "queues:"
-SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
+SCRIPT = (
+    (Path(__file__).with_name("redis_queues.lua"))
+    .read_text()
+    .replace("--[[STORED]]", ", ".join(f"'{field}'" for field in STORED))
+)
 # A long poll blocks in slices this long, so that a stopping server ends it soon.
 WAIT_SLICE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -44,9 +49,6 @@ _TRANSIENT_ERRORS = (
     redis.exceptions.TryAgainError,
 )
 _TRANSIENT_REPLIES = ("MISCONF", "BUSY", "NOREPLICAS")
-# The fields after name, size and in_flight in the script's info reply (its INFO_FIELDS).
-_INFO_FIELDS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
-_TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
 
 
 @contextlib.contextmanager
@@ -75,8 +77,19 @@ def _number_or_none(value):
     return None if value in (b"", None) else int(value)
 
 
+# How each STORED field comes back from Redis (a hash field: bytes, and b"" for None).
+_DECODE_STORED = {
+    "max_messages": int,
+    "schema": _optional,
+    "max_deliveries": _number_or_none,
+    "dead_letter_queue": _optional,
+    "created_at": float,
+    **dict.fromkeys(TOTALS, int),
+}
+
+
 class RedisQueueManager:
-    """All queues, kept in Redis. Thread-safe; raises the API's errors like QueueManager."""
+    """All queues, kept in Redis. Thread-safe; raises the API's errors like MemoryQueueManager."""
 
     def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX):
         self._redis = redis.Redis.from_url(
@@ -165,20 +178,10 @@ class RedisQueueManager:
     def _infos(self, *names):
         infos = []
         for name, size, in_flight, *fields in self._run("info", *names)[1]:
-            settings = dict(zip(_INFO_FIELDS + _TOTALS, fields, strict=True))
-            infos.append(
-                {
-                    "name": name.decode(),
-                    "size": size,
-                    "in_flight": in_flight,
-                    "max_messages": int(settings["max_messages"]),
-                    "schema": _optional(settings["schema"]),
-                    "max_deliveries": _number_or_none(settings["max_deliveries"]),
-                    "dead_letter_queue": _optional(settings["dead_letter_queue"]),
-                    "created_at": message.iso_timestamp(float(settings["created_at"])),
-                    **{total: int(settings[total]) for total in _TOTALS},
-                }
-            )
+            stored = {
+                field: _DECODE_STORED[field](value) for field, value in zip(STORED, fields, strict=True)
+            }
+            infos.append(queue_info(name.decode(), size, in_flight, stored))
         return infos
 
     # --- queues -----------------------------------------------------------------------------

@@ -123,10 +123,9 @@ local function size(queue)
   return redis.call('LLEN', key(queue, 'ready')) + redis.call('HLEN', key(queue, 'leases'))
 end
 
-local INFO_FIELDS = {
-  'max_messages', 'schema', 'created_at', 'max_deliveries', 'dead_letter_queue',
-  'pushed_total', 'pulled_total', 'acked_total', 'dead_lettered_total',
-}
+-- The meta fields that QueueInfo shows, in its order: queues/queue_info.py's STORED, filled in by
+-- queues/redis_manager.py when it loads this script.
+local INFO_FIELDS = {--[[STORED]]}
 
 local operations = {}
 

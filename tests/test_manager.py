@@ -12,6 +12,7 @@ from queues import redis_manager as redis_manager_module
 from queues.backend import UNLIMITED_WAITERS, QueueBackend
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
 from queues.memory.manager import MemoryQueueManager
+from queues.queue_info import FIELDS
 from queues.redis_manager import RedisQueueManager
 
 
@@ -59,6 +60,23 @@ def memory_manager():
 
 def test_both_backends_provide_the_whole_backend_interface(manager):
     assert isinstance(manager, QueueBackend)
+
+
+def test_both_backends_give_queue_info_with_the_same_fields_in_the_same_order(manager):
+    manager.create("dead", 5)
+    manager.create("jobs", 5, schema="job", max_deliveries=3, dead_letter_queue="dead")
+    manager.push("jobs", bodies(1, 2))
+    manager.pull("jobs", 1, lease=30)
+    info = manager.info("jobs")
+    assert list(info) == list(FIELDS)
+    assert (info["size"], info["in_flight"], info["max_deliveries"], info["dead_letter_queue"]) == (
+        2,
+        1,
+        3,
+        "dead",
+    )
+    assert info["created_at"].endswith("Z") and info["pushed_total"] == 2 and info["pulled_total"] == 1
+    assert [list(listed) for listed in manager.list()] == [list(FIELDS)] * 3
 
 
 def test_pull_returns_messages_in_push_order(manager):

@@ -2,6 +2,7 @@
 
 import logging
 
+from queues.fifo import Queue
 from queues.memory.changes import decode
 from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
 from storage.journal import Journal, JournalError, generations, journal_path, read_records
@@ -21,7 +22,7 @@ def read_changes(path):
 def read_durable(path):
     """(snapshot state or None, the changes journaled after it, the next journal generation) as
     the files beside path hold them. Raises SnapshotError or JournalError naming the file."""
-    state = load_snapshot(path, SNAPSHOT_VERSION)
+    state = load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
     first = state["journal_generation"] if state else 0
