@@ -91,7 +91,9 @@ _DECODE_STORED = {
 class RedisQueueManager:
     """All queues, kept in Redis. Thread-safe; raises the API's errors like MemoryQueueManager."""
 
-    def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX):
+    def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX, clock=None):
+        """clock: None for Redis's own clock for leases (the one every instance shares), or a
+        function returning wall-clock seconds, used for every time (tests step one by hand)."""
         self._redis = redis.Redis.from_url(
             url,
             max_connections=connections,
@@ -102,6 +104,8 @@ class RedisQueueManager:
         )
         self._script = self._redis.register_script(SCRIPT)
         self._prefix = prefix
+        self._clock = clock
+        self._now = clock or time.time  # enqueue and creation times
         self._waiting = threading.BoundedSemaphore(max_waiting)
         self._closed = False
         self._waits_released = False
@@ -109,7 +113,8 @@ class RedisQueueManager:
     def _run(self, operation, *args):
         """Run one operation of the script; returns (status, values): status is "ok" or an error code."""
         with _redis_errors():
-            reply = self._script(args=(operation, self._prefix, *args))
+            now_ms = "" if self._clock is None else int(self._clock() * 1000)
+            reply = self._script(args=(operation, self._prefix, now_ms, *args))
         return reply[0].decode(), reply[1:]
 
     def _change(self, operation, *args):
@@ -194,7 +199,7 @@ class RedisQueueManager:
             name,
             max_messages,
             schema or "",
-            repr(time.time()),
+            repr(self._now()),
             "" if max_deliveries is None else max_deliveries,
             dead_letter_queue or "",
         )
@@ -221,7 +226,7 @@ class RedisQueueManager:
     def push(self, name, bodies):
         """Append the JSON bodies in order, all or none; return (ids, size after)."""
         check_queue_name(name)
-        status, reply = self._change("push", name, repr(time.time()), *bodies)
+        status, reply = self._change("push", name, repr(self._now()), *bodies)
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "queue_full":

@@ -17,16 +17,7 @@ from queues.memory.recovery import read_changes, read_durable
 from queues.memory.snapshotter import Snapshotter
 from storage import journal as journal_module
 from storage.journal import Journal, JournalError, encode, journal_path
-
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self):
-        self.now = 1_800_000_000.0
-
-    def __call__(self):
-        return self.now
+from tests.conftest import Clock
 
 
 def journaled(path, clock, fsync="no"):
