@@ -12,7 +12,9 @@ apply() runs with the locks of what it changes held (the caller's job, see queue
 and after every check passed: it does not fail.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import ClassVar
 
 from queues.fifo import Queue
@@ -35,11 +37,11 @@ class Change:
 
     __slots__ = ()
     kind: ClassVar[str]
-    _field_names: ClassVar[tuple]
+    _fields_of: ClassVar[Callable]  # record -> tuple of its field values
 
     def plain(self):
         """The record as the journal stores it: (kind, *fields)."""
-        return (self.kind, *[getattr(self, name) for name in self._field_names])
+        return (self.kind, *self._fields_of(self))
 
     def apply(self, state):
         raise NotImplementedError
@@ -48,7 +50,10 @@ class Change:
 def change(cls):
     """Make cls a frozen, slotted dataclass and register it under its kind."""
     made = dataclass(frozen=True, slots=True)(cls)
-    made._field_names = tuple(field.name for field in fields(made))
+    # attrgetter of two or more names returns a tuple; of one, the bare value.
+    names = [field.name for field in fields(made)]
+    getter = attrgetter(*names) if len(names) > 1 else lambda record: (getattr(record, names[0]),)
+    made._fields_of = staticmethod(getter)
     KINDS[made.kind] = made
     return made
 
