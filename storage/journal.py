@@ -9,6 +9,7 @@ payload, a pickled tuple of plain values. Like the snapshot, it is read with an 
 refuses every class.
 """
 
+import contextlib
 import logging
 import os
 import pickle
@@ -261,7 +262,8 @@ class Journal:
         self._stop.set()
         if self._checker.is_alive():
             self._checker.join()
-        self.retire()
+        with contextlib.suppress(JournalWriteError):  # logged by _fail; the current file still closes
+            self.retire()
         with self._lock:
             if self._fsync != "no":
                 try:

@@ -252,3 +252,17 @@ def test_removed_journal_file_refuses_changes_until_a_snapshot_starts_a_new_one(
     recovered = journaled("no")
     pulled = act(recovered, "post", "/queues/jobs/pull?max=5").json["messages"]
     assert [m["message"]["n"] for m in pulled] == [2]
+
+
+def test_a_record_written_just_before_a_new_generation_is_synced_in_its_own_file(tmp_path, monkeypatch):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    sequence = journal.append(encode(("take", "q", 1)))  # its writer has not waited for fsync yet
+    first_file = journal._fd
+    journal.switch(journal.open_next())  # a snapshot starts generation 1 before that writer syncs
+    synced = []
+    monkeypatch.setattr(journal_module.os, "fsync", synced.append)
+    journal.wait_durable(sequence)
+    assert first_file in synced
+    monkeypatch.undo()
+    journal.close()
+    assert generations(tmp_path / "queues.pickle") == [0, 1]
