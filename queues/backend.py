@@ -69,3 +69,20 @@ class QueueBackend(Protocol):
 
     def close(self) -> None:
         """Refuse every change from now on."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One backend as a part of the app, the only thing create_app and shutdown hold of it."""
+
+    queues: QueueBackend
+    snapshotter: object  # the memory backend's Snapshotter (for /metrics), or None
+
+    def start(self) -> None:
+        """Start the backend's threads (lease sweeper; snapshots and journal checks in memory)."""
+
+    def stop(self) -> None:
+        """Refuse changes, stop the threads, write what must be written, let go of resources."""
+
+    def health(self) -> tuple[bool, dict]:
+        """(failing, details) for GET /health."""
