@@ -15,6 +15,7 @@ class QueueServiceError(Exception):
 
     status = 500
     code = "internal_error"
+    headers = None  # extra response headers, e.g. Retry-After
 
     def __init__(self, message, details=None):
         super().__init__(message)
@@ -98,6 +99,21 @@ class BadDeadLetterQueue(InvalidRequest):
         return cls(f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed")
 
 
+class CrossOrigin(QueueServiceError):
+    status, code = 403, "cross_origin"
+
+    def __init__(self):
+        super().__init__("cross-site request refused: its Origin is not this service's")
+
+
+class TooManyRequests(QueueServiceError):
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message, retry_after):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class StorageUnavailable(QueueServiceError):
     status, code = 503, "storage_unavailable"
 
@@ -145,7 +161,7 @@ def error_response(status, message, headers=None):
 
 def _handle_service_error(error):
     g.error_code = error.code
-    return json_response(error.to_dict(), error.status)
+    return json_response(error.to_dict(), error.status, error.headers)
 
 
 def _handle_http_exception(error):
