@@ -363,3 +363,15 @@ def test_logins_beyond_the_hash_slots_get_429_retry_after_1(tight):
     assert statuses <= {401, 429}
     busy = [headers for status, headers, _ in results if status == 429]
     assert busy and all(headers["Retry-After"] == "1" for headers in busy)
+
+
+def test_a_users_file_with_a_hash_it_cannot_check_stops_gunicorn_with_one_line(tmp_path):
+    save_users(tmp_path / "users.yaml", {"mallory": User("mallory", "admin", "md5$abc$def")})
+    server = LiveServer(tmp_path).start(wait=False)
+    try:
+        assert server.process.wait(30) != 0
+    finally:
+        server.kill9()
+    lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and "user 'mallory'" in lines[0]
+    assert "Traceback" not in server.stderr()
