@@ -3,6 +3,7 @@
 import logging
 
 from queues.manager import SNAPSHOT_VERSION, QueueManager
+from queues.snapshot_check import check_snapshot
 from storage.journal import Journal, generations, journal_path, read_records
 from storage.snapshot import load_snapshot
 
@@ -18,6 +19,8 @@ def recover(persistence, max_waiting):
     state = load_snapshot(path, SNAPSHOT_VERSION)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
+    else:
+        check_snapshot(path, state)
     first = state["journal_generation"] if state else 0
     pending = [g for g in generations(path) if g >= first]
     records = [record for g in pending for record in read_records(journal_path(path, g))]

@@ -375,3 +375,23 @@ def test_a_users_file_with_a_hash_it_cannot_check_stops_gunicorn_with_one_line(t
     lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
     assert len(lines) == 1 and "user 'mallory'" in lines[0]
     assert "Traceback" not in server.stderr()
+
+
+def test_a_snapshot_with_a_flipped_bit_stops_gunicorn_naming_the_file_and_is_kept(tmp_path):
+    server = LiveServer(tmp_path).start()
+    try:
+        server.session().post(server.url("/queues"), json={"name": "pay"})
+        server.session().post(server.url("/queues/pay/push"), json={"message": {"amount": "1000"}})
+    finally:
+        server.stop()
+    path = tmp_path / "data" / "queues.pickle"
+    damaged = path.read_bytes().replace(b'"1000"', b'"9000"')
+    path.write_bytes(damaged)
+    server.start(wait=False)
+    try:
+        assert server.process.wait(30) != 0
+    finally:
+        server.kill9()
+    lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and str(path) in lines[0] and "checksum" in lines[0]
+    assert path.read_bytes() == damaged
