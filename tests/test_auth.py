@@ -9,7 +9,7 @@ from werkzeug.security import generate_password_hash
 from queues import auth as auth_module
 from queues.auth import Authenticator
 from queues.errors import TooManyRequests
-from queues.login_throttle import HashSlots
+from queues.login_throttle import FailedLogins, HashSlots
 from queues.users import User, UsersFileError, load_users, save_users
 from tests.conftest import FAST_HASH, PASSWORDS, write_users
 
@@ -150,3 +150,20 @@ def test_logins_beyond_the_hash_slots_are_refused_at_once(tmp_path):
     release.set()
     for holder in holders:
         holder.join(5)
+
+
+def test_failed_logins_slide_out_of_the_window_one_by_one():
+    now = [1000.0]
+    failed = FailedLogins(3, 60, clock=lambda: now[0])
+    for offset in (0, 10, 20):
+        now[0] = 1000 + offset
+        failed.fail("10.0.0.1")
+    with pytest.raises(TooManyRequests) as refused:
+        failed.check("10.0.0.1")
+    assert refused.value.headers == {"Retry-After": "40"}  # the first failure leaves at 1060
+    failed.check("10.0.0.2")  # another source is not affected
+    now[0] = 1060.5
+    failed.check("10.0.0.1")  # one slot free again
+    failed.fail("10.0.0.1")
+    with pytest.raises(TooManyRequests):
+        failed.check("10.0.0.1")
