@@ -63,7 +63,8 @@ class _HealingFileHandler(logging.Handler):
     def _open(self):
         self._next_open = time.monotonic() + RETRY_SECONDS
         try:
-            stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open until closed
+            # a+: appends, and lets pread below see the last byte.
+            stream = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open until closed
         except OSError as exc:
             self._broken(exc)
             return False

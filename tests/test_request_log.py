@@ -158,3 +158,13 @@ def test_a_full_disk_is_reported_counted_and_healed(tmp_path):
     finally:
         writer.close()
     assert path.read_text() == "line-2\n"
+
+
+def test_a_second_writer_of_the_same_file_appends_after_a_cut_line(tmp_path):
+    path = tmp_path / "requests.log"
+    path.write_text("whole\ncut off")  # another worker's line, cut by a full disk
+    writer = LogWriter(path, _PlainFormatter())
+    writer.write("next")
+    writer.close()
+    assert writer.failure is None
+    assert path.read_text() == "whole\ncut off\nnext\n"
