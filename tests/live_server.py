@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import PASSWORDS, REPO, write_config
@@ -123,3 +124,14 @@ class LiveServer:
                 if probe.connect_ex(("127.0.0.1", self.port)) != 0:
                     return
             time.sleep(0.05)
+
+
+OPERATORS_ROUTE = "/queues/{name}/messages"
+
+
+def skip_without_route(server, path=OPERATORS_ROUTE):
+    """Skip a test of a route this server's OpenAPI document does not name yet: the server side of
+    the operators' API (browse, purge, redrive, nack delays, idempotent pushes) is merged apart."""
+    paths = requests.get(server.url("/openapi.yaml"), timeout=10).text
+    if f"  {path}:" not in paths:
+        pytest.skip(f"this server has no {path} yet (the operators' API of issue 11, merged separately)")

@@ -1,5 +1,6 @@
 """The Python client against a real server: every method, errors with their codes, retries."""
 
+import json
 import threading
 import time
 
@@ -8,6 +9,7 @@ import yaml
 
 from client import (
     Forbidden,
+    IdempotencyKeyReused,
     InvalidMessage,
     QueueClient,
     QueueError,
@@ -19,8 +21,8 @@ from client import (
     Retry,
     Unauthorized,
 )
-from tests.conftest import PASSWORDS
-from tests.live_server import LiveServer
+from tests.conftest import PASSWORDS, eventually
+from tests.live_server import LiveServer, skip_without_route
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +154,72 @@ def test_leases_survive_a_restart_with_their_delivery_counts(tmp_path, crash):
             client.ack("q", first["receipt"])  # the lease ended with the restart
     finally:
         server.stop()
+
+
+def logged_push_keys(live, queue):
+    """The Idempotency-Key of each push request to queue in the server's request log, in order."""
+    lines = (live.directory / "logs" / "requests.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    return [
+        e["headers"].get("Idempotency-Key")
+        for e in entries
+        if e["direction"] == "request" and e["path"] == f"/queues/{queue}/push"
+    ]
+
+
+def test_a_push_retried_on_queue_full_sends_one_key_on_every_attempt(live, admin):
+    admin.create_queue("keyed", max_messages=1)
+    admin.push("keyed", {"n": 1})
+    patient = QueueClient(live.base_url, "admin", PASSWORDS["admin"], retry=Retry(attempts=20, backoff=0.05))
+    threading.Timer(0.5, lambda: admin.pull("keyed")).start()
+    patient.push("keyed", {"n": 2})
+    eventually(lambda: len(logged_push_keys(live, "keyed")) >= 3)
+    first, *retried = logged_push_keys(live, "keyed")
+    assert len(retried) >= 2 and len(set(retried)) == 1 and first not in retried
+
+
+def test_a_push_repeated_with_its_key_is_answered_again_and_adds_nothing(live, admin):
+    skip_without_route(live)
+    admin.create_queue("once")
+    first = admin.push_reply("once", {"message": {"n": 1}}, key="k-1")
+    assert admin.push_reply("once", {"message": {"n": 1}}, key="k-1") == first
+    assert admin.get_queue("once")["size"] == 1
+    with pytest.raises(IdempotencyKeyReused):
+        admin.push("once", {"n": 2}, key="k-1")
+
+
+def test_browse_shows_messages_without_taking_them(live, admin):
+    skip_without_route(live)
+    admin.create_queue("shelf")
+    ids = admin.push_batch("shelf", [{"n": n} for n in range(5)])
+    page = admin.browse("shelf", limit=2, offset=1)
+    assert [m["id"] for m in page["messages"]] == ids[1:3] and page["total"] == 5
+    leased = admin.pull("shelf", lease=30)
+    in_flight = admin.browse("shelf", leased=True)
+    assert [m["id"] for m in in_flight["messages"]] == [leased["id"]]
+    assert "receipt" not in in_flight["messages"][0]
+    assert admin.pull("shelf")["id"] == ids[1]
+
+
+def test_purge_takes_leased_messages_too(live, admin):
+    skip_without_route(live)
+    admin.create_queue("bin")
+    admin.push_batch("bin", [{"n": 1}, {"n": 2}])
+    leased = admin.pull("bin", lease=30)
+    assert admin.purge("bin") == 2
+    with pytest.raises(ReceiptInvalid):
+        admin.ack("bin", leased["receipt"])
+    assert admin.get_queue("bin")["size"] == 0
+
+
+def test_a_nack_reason_and_delay_then_redrive_back_to_the_source(live, admin):
+    skip_without_route(live)
+    admin.create_queue("work.dead")
+    admin.create_queue("work", max_deliveries=1, dead_letter_queue="work.dead")
+    admin.push("work", {"job": 1})
+    leased = admin.pull("work", lease=30)
+    admin.nack("work", leased["receipt"], delay=5, reason="price feed down")
+    (dead,) = admin.browse("work.dead")["messages"]
+    assert (dead["dead_letter"]["source_queue"], dead["dead_letter"]["reason"]) == ("work", "price feed down")
+    assert admin.redrive("work.dead", max=10) == {"moved": 1, "remaining": 0, "by_queue": {"work": 1}}
+    assert admin.pull("work", lease=30)["deliveries"] == 1
