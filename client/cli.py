@@ -183,8 +183,9 @@ def main(argv=None, prog="queues-client"):
         return OTHER_ERROR
     except PartialPush as exc:
         status = _report(exc.cause)
-        print(f"pushed {exc.pushed} message(s) before line {exc.line}; after fixing it, run the same"
-              " command again: what went in is not pushed twice", file=sys.stderr)  # fmt: skip
+        print(f"pushed {exc.pushed} message(s) before line {exc.line}; once the cause is fixed, the same"
+              " command run again soon (within the server's idempotency_seconds) pushes the rest and"
+              " not these twice", file=sys.stderr)  # fmt: skip
         return status
     except (QueueError, OSError, ValueError) as exc:
         return _report(exc)

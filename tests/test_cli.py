@@ -8,17 +8,30 @@ import sys
 import pytest
 
 from tests.conftest import PASSWORDS, REPO
+from tests.live_server import skip_without_route
 
 pytestmark = pytest.mark.slow
 
 
-def cli(live, *args, user="admin", password=None, stdin=None):
-    env = {**os.environ, "QUEUES_URL": live.base_url, "QUEUES_USER": user,
-           "QUEUES_PASSWORD": password or PASSWORDS[user]}  # fmt: skip
+def cli(live, *args, user="admin", password=None, stdin=None, env=None):
+    """Run the command line without a terminal (its own session), as user with QUEUES_PASSWORD."""
+    env = env or {**os.environ, "QUEUES_URL": live.base_url, "QUEUES_USER": user,
+                  "QUEUES_PASSWORD": password or PASSWORDS[user]}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "client", *args], cwd=REPO, env=env, input=stdin,
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, start_new_session=True,
     )  # fmt: skip
+
+
+def env_without_password(live):
+    env = {**os.environ, "QUEUES_URL": live.base_url, "QUEUES_USER": "admin"}
+    env.pop("QUEUES_PASSWORD", None)
+    return env
+
+
+def jsonl(path, messages):
+    path.write_text("".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages))
+    return str(path)
 
 
 def test_create_push_pull_ack_delete(live, tmp_path):
@@ -62,3 +75,102 @@ def test_errors_give_a_line_on_stderr_and_their_exit_status(live, args, options,
     assert result.stderr.startswith(f"error: {code}") and result.stdout == ""
     assert "wrong-password" not in result.stderr + result.stdout
     assert PASSWORDS["admin"] not in result.stderr + result.stdout
+
+
+JOB = {"id": "j", "timestamp": "2026-11-28T10:00:00Z", "status": "pending",
+       "date_range": {"start": "2026-01-01", "end": "2026-02-01"}, "assets": ["AAPL"]}  # fmt: skip
+
+
+def test_an_invalid_message_prints_the_servers_details(live):
+    cli(live, "create", "typed", "--schema", "job")
+    result = cli(live, "push", "typed", json.dumps({**JOB, "date_range": {"start": "2026-13-01"}}))
+    assert result.returncode == 1 and result.stderr.startswith("error: invalid_message")
+    assert "message 0: date_range" in result.stderr
+    cli(live, "delete", "typed")
+
+
+def test_push_file_names_the_invalid_line_and_how_many_went_in(live, tmp_path):
+    cli(live, "create", "typed", "--schema", "job")
+    messages = [{**JOB, "id": f"j{n}"} for n in range(150)]
+    messages[123] = {**JOB, "status": "lost"}
+    result = cli(live, "push", "typed", "--file", jsonl(tmp_path / "jobs.jsonl", messages))
+    assert result.returncode == 1 and result.stdout == ""
+    assert "line 124: status" in result.stderr
+    assert "pushed 100 message(s) before line 101" in result.stderr
+    assert json.loads(cli(live, "info", "typed").stdout)["size"] == 100
+    cli(live, "delete", "typed")
+
+
+def test_push_file_names_a_line_that_is_not_json(live, tmp_path):
+    cli(live, "create", "plain")
+    messages = [{"n": n} for n in range(250)]
+    messages[206] = '{"n": 206,'
+    result = cli(live, "push", "plain", "--file", jsonl(tmp_path / "plain.jsonl", messages))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: input: line 207: not JSON")
+    assert "pushed 200 message(s) before line 207" in result.stderr
+    cli(live, "delete", "plain")
+
+
+def test_push_file_run_again_after_a_fix_pushes_each_line_once(live, tmp_path):
+    skip_without_route(live)
+    cli(live, "create", "again")
+    messages = [{"n": n} for n in range(250)]
+    path = tmp_path / "again.jsonl"
+    jsonl(path, [*messages[:180], "not json", *messages[181:]])
+    assert cli(live, "push", "again", "--file", str(path)).returncode == 1
+    jsonl(path, messages)
+    assert json.loads(cli(live, "push", "again", "--file", str(path)).stdout)["pushed"] == 250
+    pulled = json.loads(cli(live, "pull", "again", "--max", "500").stdout)
+    assert [m["message"]["n"] for m in pulled] == list(range(250))
+    cli(live, "delete", "again")
+
+
+def test_without_a_password_or_a_terminal_it_says_where_the_password_comes_from(live):
+    result = cli(live, "list", env=env_without_password(live))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == "error: no password: set QUEUES_PASSWORD or use --password-stdin\n"
+
+
+def test_password_stdin_reads_the_password_from_a_pipe(live):
+    result = cli(
+        live, "--password-stdin", "list", env=env_without_password(live), stdin=PASSWORDS["admin"] + "\n"
+    )
+    assert result.returncode == 0 and isinstance(json.loads(result.stdout), list)
+
+
+def test_help_names_the_environment_variables(live):
+    shown = cli(live, "--help").stdout
+    assert all(name in shown for name in ("QUEUES_URL", "QUEUES_USER", "QUEUES_PASSWORD"))
+
+
+def test_health_needs_no_credentials(live):
+    result = cli(live, "health", env={**os.environ, "QUEUES_URL": live.base_url})
+    assert result.returncode == 0 and json.loads(result.stdout)["status"] == "ok"
+
+
+def test_extend_gives_the_lease_its_new_expiry(live):
+    cli(live, "create", "held")
+    cli(live, "push", "held", '{"n": 1}')
+    leased = json.loads(cli(live, "pull", "held", "--lease", "5").stdout)
+    extended = json.loads(cli(live, "extend", "held", leased["receipt"], "--lease", "300").stdout)
+    assert extended["lease_expires_at"] > leased["lease_expires_at"]
+    cli(live, "delete", "held")
+
+
+def test_browse_purge_nack_and_redrive_commands(live):
+    skip_without_route(live)
+    cli(live, "create", "ops.dead")
+    cli(live, "create", "ops", "--max-deliveries", "1", "--dead-letter-queue", "ops.dead")
+    cli(live, "push", "ops", '{"n": 1}')
+    assert json.loads(cli(live, "browse", "ops").stdout)["total"] == 1
+    leased = json.loads(cli(live, "pull", "ops", "--lease", "30").stdout)
+    assert (
+        cli(live, "nack", "ops", leased["receipt"], "--delay", "5", "--reason", "feed down").returncode == 0
+    )
+    dead = json.loads(cli(live, "browse", "ops.dead").stdout)["messages"][0]
+    assert dead["dead_letter"]["reason"] == "feed down"
+    assert json.loads(cli(live, "redrive", "ops.dead", "--max", "5").stdout)["moved"] == 1
+    assert json.loads(cli(live, "purge", "ops").stdout) == {"name": "ops", "purged_messages": 1}
+    cli(live, "delete", "ops")
+    cli(live, "delete", "ops.dead")
