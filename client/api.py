@@ -35,6 +35,17 @@ def new_idempotency_key():
     return uuid.uuid4().hex
 
 
+# What went wrong, in words, for the commonest failures; requests' own text runs to several lines.
+_KNOWN_FAILURES = ("connection refused", "connection reset", "connection aborted", "timed out",
+                   "name or service not known")  # fmt: skip
+
+
+def _why(exc):
+    """A short reason for a request that got no answer."""
+    text = str(exc).lower()
+    return next((known for known in _KNOWN_FAILURES if known in text), type(exc).__name__)
+
+
 def _without_none(values):
     return {k: v for k, v in values.items() if v is not None}
 
@@ -70,7 +81,7 @@ class QueueClient:
                     timeout=timeout or self.timeout,
                 )  # fmt: skip
             except requests.RequestException as exc:
-                error = QueueError(None, "unreachable", str(exc))
+                error = QueueError(None, "unreachable", f"{method} {self.base_url}{path}: {_why(exc)}")
                 error.__cause__ = exc
             else:
                 if response.status_code < 400:
@@ -93,7 +104,7 @@ class QueueClient:
             response = self._session.get(self.base_url + "/health", timeout=self.timeout)
             return response.json()
         except (requests.RequestException, ValueError) as exc:
-            raise QueueError(None, "unreachable", str(exc)) from exc
+            raise QueueError(None, "unreachable", f"GET {self.base_url}/health: {_why(exc)}") from exc
 
     def openapi(self):
         """The OpenAPI document, as YAML text."""
