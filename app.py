@@ -35,6 +35,7 @@ STARTUP_ERRORS = (
     OSError,
 )
 _STDERR_HANDLER = "queues-stderr"
+log = logging.getLogger("queues.app")  # under "queues", whose records go to stderr
 
 
 def _configure_app_log(level):
@@ -76,7 +77,18 @@ def create_app(config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.extensions["queues.sweeper"] = LeaseSweeper(manager)
     app.extensions["queues.sweeper"].start()
+    _log_start(config, manager)
     return app
+
+
+def _log_start(config, manager):
+    """One line on what this start found; a Redis that is away now does not stop the start."""
+    try:
+        queues = manager.list()
+        found = f"{len(queues)} queue(s) and {sum(q['size'] for q in queues)} message(s) restored"
+    except StorageUnavailable as exc:
+        found = f"queues not counted ({exc.message})"
+    log.info("started with config %s, %s backend: %s", config.source, config.storage.backend, found)
 
 
 def _memory_storage(app, config):
