@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.conftest import PASSWORDS, REPO, eventually
 from tests.live_server import LiveServer, skip_without_route
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 RESULT_SCHEMA = Draft202012Validator(
@@ -98,19 +99,45 @@ def test_a_job_that_cannot_be_computed_ends_in_the_dead_letter_queue_with_the_re
     assert admin.get(server.url("/queues/jobs")).json()["dead_lettered_total"] == 1
 
 
-def test_a_worker_keeps_going_across_a_server_restart_and_finishes_its_jobs(server, tmp_path):
+def run_worker_through(server, tmp_path, outage):
+    """20 jobs for one worker, with outage() called once 3 results are in; returns what it said."""
     run_example(server, "producer.py", "--count", "20", user="admin")
     admin = server.session()
     with open(tmp_path / "worker.err", "w") as stderr:
         worker = run_example(server, "worker.py", "--max-jobs", "20", "--work-seconds", "0.2", "--wait", "1",
                              wait=False, stderr=stderr)  # fmt: skip
         eventually(lambda: admin.get(server.url("/queues/results")).json()["size"] >= 3, timeout=60)
+        outage()
+        assert worker.wait(120) == 0
+    said = (tmp_path / "worker.err").read_text()
+    assert "Traceback" not in said and "trying again in" in said
+    assert said.splitlines()[-1] == "worker: 20 job(s) done"
+    assert sorted({r["message"]["job_id"] for r in results(server)}) == sorted(f"job-{n}" for n in range(20))
+    return said
+
+
+def test_a_worker_keeps_going_across_a_server_restart_and_finishes_its_jobs(server, tmp_path):
+    def restart():
         server.stop()
         time.sleep(2)  # the worker finds nobody listening for a while
         server.start()
-        assert worker.wait(120) == 0
-    said = (tmp_path / "worker.err").read_text()
-    assert "Traceback" not in said
-    assert "unreachable" in said and "trying again in" in said
-    assert said.splitlines()[-1] == "worker: 20 job(s) done"
-    assert sorted({r["message"]["job_id"] for r in results(server)}) == sorted(f"job-{n}" for n in range(20))
+
+    assert "unreachable" in run_worker_through(server, tmp_path, restart)
+
+
+def test_a_worker_keeps_going_across_a_storage_outage_and_finishes_its_jobs(tmp_path):
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis", appendonly=True).start()
+    server = LiveServer(tmp_path / "service", storage={"backend": "redis", "redis_url": store.url})
+
+    def redis_away():
+        store.stop()
+        time.sleep(2)  # the service answers 503 storage_unavailable meanwhile
+        store.start()
+
+    try:
+        server.start()
+        assert "storage_unavailable" in run_worker_through(server, tmp_path, redis_away)
+    finally:
+        server.stop()
+        store.stop()
