@@ -61,6 +61,7 @@ def _add_commands(commands):
     source = push.add_mutually_exclusive_group(required=True)
     source.add_argument("message", nargs="?", help="one message, as a JSON object")
     source.add_argument("--file", help="a JSON Lines file ('-' for stdin); safe to run again after a failure")
+    push.add_argument("--key", help="the Idempotency-Key of a single push (default: a fresh one)")
     pull = commands.add_parser("pull", help="pull (prints nothing when no message came)")
     pull.add_argument("name")
     pull.add_argument("--max", type=int)
@@ -103,6 +104,12 @@ def _parser(prog):
     return parser
 
 
+def _push(client, args):
+    if args.file:
+        return push_file(client, args.name, args.file)
+    return {"id": client.push(args.name, json.loads(args.message), key=args.key)}
+
+
 COMMANDS = {
     "list": lambda c, a: c.list_queues(),
     "create": lambda c, a: c.create_queue(
@@ -111,9 +118,7 @@ COMMANDS = {
     "delete": lambda c, a: {"name": a.name, "deleted_messages": c.delete_queue(a.name)},
     "info": lambda c, a: c.get_queue(a.name),
     "purge": lambda c, a: {"name": a.name, "purged_messages": c.purge(a.name)},
-    "push": lambda c, a: (
-        push_file(c, a.name, a.file) if a.file else {"id": c.push(a.name, json.loads(a.message))}
-    ),
+    "push": lambda c, a: _push(c, a),
     "pull": lambda c, a: c.pull(a.name, max=a.max, wait=a.wait, lease=a.lease),
     "browse": lambda c, a: c.browse(a.name, limit=a.limit, offset=a.offset, leased=a.leased),
     "redrive": lambda c, a: c.redrive(a.name, max=a.max, to=a.to),

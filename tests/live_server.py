@@ -1,5 +1,6 @@
 """A real gunicorn running the service, for end-to-end tests: start, stop, kill -9, restart."""
 
+import json
 import os
 import signal
 import socket
@@ -90,6 +91,12 @@ class LiveServer:
         session = requests.Session()
         session.auth = (user, PASSWORDS[user])
         return session
+
+    def logged_request_headers(self, path):
+        """The headers of each request to path in the request log, as far as it is written yet."""
+        lines = (self.directory / "logs" / "requests.log").read_text().splitlines()
+        entries = [json.loads(line) for line in lines]
+        return [e["headers"] for e in entries if e["direction"] == "request" and e["path"] == path]
 
     def worker_pids(self):
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PASSWORDS, REPO
+from tests.conftest import PASSWORDS, REPO, eventually
 from tests.live_server import skip_without_route
 
 pytestmark = pytest.mark.slow
@@ -174,3 +174,15 @@ def test_browse_purge_nack_and_redrive_commands(live):
     assert json.loads(cli(live, "purge", "ops").stdout) == {"name": "ops", "purged_messages": 1}
     cli(live, "delete", "ops")
     cli(live, "delete", "ops.dead")
+
+
+def test_a_single_push_sends_the_key_it_is_given(live):
+    cli(live, "create", "keyed")
+    assert cli(live, "push", "keyed", '{"n": 1}', "--key", "order-7").returncode == 0
+    eventually(
+        lambda: (
+            [h.get("Idempotency-Key") for h in live.logged_request_headers("/queues/keyed/push")]
+            == ["order-7"]
+        )
+    )
+    cli(live, "delete", "keyed")

@@ -1,6 +1,5 @@
 """The Python client against a real server: every method, errors with their codes, retries."""
 
-import json
 import threading
 import time
 
@@ -158,12 +157,8 @@ def test_leases_survive_a_restart_with_their_delivery_counts(tmp_path, crash):
 
 def logged_push_keys(live, queue):
     """The Idempotency-Key of each push request to queue in the server's request log, in order."""
-    lines = (live.directory / "logs" / "requests.log").read_text().splitlines()
-    entries = [json.loads(line) for line in lines]
     return [
-        e["headers"].get("Idempotency-Key")
-        for e in entries
-        if e["direction"] == "request" and e["path"] == f"/queues/{queue}/push"
+        headers.get("Idempotency-Key") for headers in live.logged_request_headers(f"/queues/{queue}/push")
     ]
 
 
