@@ -106,6 +106,8 @@ def _parser(prog):
 
 def _push(client, args):
     if args.file:
+        if args.key:
+            raise ValueError("--key is for a single push: push --file derives its keys from the file")
         return push_file(client, args.name, args.file)
     return {"id": client.push(args.name, json.loads(args.message), key=args.key)}
 
@@ -118,7 +120,7 @@ COMMANDS = {
     "delete": lambda c, a: {"name": a.name, "deleted_messages": c.delete_queue(a.name)},
     "info": lambda c, a: c.get_queue(a.name),
     "purge": lambda c, a: {"name": a.name, "purged_messages": c.purge(a.name)},
-    "push": lambda c, a: _push(c, a),
+    "push": _push,
     "pull": lambda c, a: c.pull(a.name, max=a.max, wait=a.wait, lease=a.lease),
     "browse": lambda c, a: c.browse(a.name, limit=a.limit, offset=a.offset, leased=a.leased),
     "redrive": lambda c, a: c.redrive(a.name, max=a.max, to=a.to),
