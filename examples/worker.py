@@ -169,7 +169,8 @@ def main(argv=None):
     stopping = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: stopping.set())
-    client = QueueClient(args.url, args.user, os.environ["QUEUES_PASSWORD"])
+    password = os.environ.get("QUEUES_PASSWORD") or parser.error("set QUEUES_PASSWORD")
+    client = QueueClient(args.url, args.user, password)
     patient = Patient(stopping)
     done, idle_since = 0, time.monotonic()
     try:
