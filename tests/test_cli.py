@@ -23,6 +23,13 @@ def cli(live, *args, user="admin", password=None, stdin=None, env=None):
     )  # fmt: skip
 
 
+def out(live, *args, **options):
+    """The JSON a command printed; fails with its stderr when it failed."""
+    result = cli(live, *args, **options)
+    assert result.returncode == 0, f"{args}: exit {result.returncode}: {result.stderr}"
+    return json.loads(result.stdout)
+
+
 def env_without_password(live):
     env = {**os.environ, "QUEUES_URL": live.base_url, "QUEUES_USER": "admin"}
     env.pop("QUEUES_PASSWORD", None)
@@ -35,19 +42,19 @@ def jsonl(path, messages):
 
 
 def test_create_push_pull_ack_delete(live, tmp_path):
-    assert json.loads(cli(live, "create", "jobs", "--max", "500").stdout)["max_messages"] == 500
-    assert "id" in json.loads(cli(live, "push", "jobs", '{"n": 0}').stdout)
+    assert out(live, "create", "jobs", "--max", "500")["max_messages"] == 500
+    assert "id" in out(live, "push", "jobs", '{"n": 0}')
     lines = tmp_path / "jobs.jsonl"
     lines.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(1, 251)))
-    pushed = json.loads(cli(live, "push", "jobs", "--file", str(lines)).stdout)
+    pushed = out(live, "push", "jobs", "--file", str(lines))
     assert pushed["pushed"] == 250
-    assert json.loads(cli(live, "info", "jobs").stdout)["size"] == 251
-    assert [q["name"] for q in json.loads(cli(live, "list").stdout)] == ["jobs"]
-    assert json.loads(cli(live, "pull", "jobs").stdout)["message"] == {"n": 0}
-    leased = json.loads(cli(live, "pull", "jobs", "--max", "2", "--lease", "30").stdout)
+    assert out(live, "info", "jobs")["size"] == 251
+    assert [q["name"] for q in out(live, "list")] == ["jobs"]
+    assert out(live, "pull", "jobs")["message"] == {"n": 0}
+    leased = out(live, "pull", "jobs", "--max", "2", "--lease", "30")
     assert [m["message"]["n"] for m in leased] == [1, 2]
-    assert json.loads(cli(live, "ack", "jobs", *[m["receipt"] for m in leased]).stdout) == {"acked": 2}
-    assert json.loads(cli(live, "delete", "jobs").stdout) == {"name": "jobs", "deleted_messages": 248}
+    assert out(live, "ack", "jobs", *[m["receipt"] for m in leased]) == {"acked": 2}
+    assert out(live, "delete", "jobs") == {"name": "jobs", "deleted_messages": 248}
 
 
 def test_pull_of_an_empty_queue_prints_nothing_and_succeeds(live):
@@ -97,7 +104,7 @@ def test_push_file_names_the_invalid_line_and_how_many_went_in(live, tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert "line 124: status" in result.stderr
     assert "pushed 100 message(s) before line 101" in result.stderr
-    assert json.loads(cli(live, "info", "typed").stdout)["size"] == 100
+    assert out(live, "info", "typed")["size"] == 100
     cli(live, "delete", "typed")
 
 
@@ -120,8 +127,8 @@ def test_push_file_run_again_after_a_fix_pushes_each_line_once(live, tmp_path):
     jsonl(path, [*messages[:180], "not json", *messages[181:]])
     assert cli(live, "push", "again", "--file", str(path)).returncode == 1
     jsonl(path, messages)
-    assert json.loads(cli(live, "push", "again", "--file", str(path)).stdout)["pushed"] == 250
-    pulled = json.loads(cli(live, "pull", "again", "--max", "500").stdout)
+    assert out(live, "push", "again", "--file", str(path))["pushed"] == 250
+    pulled = out(live, "pull", "again", "--max", "500")
     assert [m["message"]["n"] for m in pulled] == list(range(250))
     cli(live, "delete", "again")
 
@@ -152,8 +159,8 @@ def test_health_needs_no_credentials(live):
 def test_extend_gives_the_lease_its_new_expiry(live):
     cli(live, "create", "held")
     cli(live, "push", "held", '{"n": 1}')
-    leased = json.loads(cli(live, "pull", "held", "--lease", "5").stdout)
-    extended = json.loads(cli(live, "extend", "held", leased["receipt"], "--lease", "300").stdout)
+    leased = out(live, "pull", "held", "--lease", "60")
+    extended = out(live, "extend", "held", leased["receipt"], "--lease", "300")
     assert extended["lease_expires_at"] > leased["lease_expires_at"]
     cli(live, "delete", "held")
 
@@ -163,15 +170,15 @@ def test_browse_purge_nack_and_redrive_commands(live):
     cli(live, "create", "ops.dead")
     cli(live, "create", "ops", "--max-deliveries", "1", "--dead-letter-queue", "ops.dead")
     cli(live, "push", "ops", '{"n": 1}')
-    assert json.loads(cli(live, "browse", "ops").stdout)["total"] == 1
-    leased = json.loads(cli(live, "pull", "ops", "--lease", "30").stdout)
+    assert out(live, "browse", "ops")["total"] == 1
+    leased = out(live, "pull", "ops", "--lease", "30")
     assert (
         cli(live, "nack", "ops", leased["receipt"], "--delay", "5", "--reason", "feed down").returncode == 0
     )
-    dead = json.loads(cli(live, "browse", "ops.dead").stdout)["messages"][0]
+    dead = out(live, "browse", "ops.dead")["messages"][0]
     assert dead["dead_letter"]["reason"] == "feed down"
-    assert json.loads(cli(live, "redrive", "ops.dead", "--max", "5").stdout)["moved"] == 1
-    assert json.loads(cli(live, "purge", "ops").stdout) == {"name": "ops", "purged_messages": 1}
+    assert out(live, "redrive", "ops.dead", "--max", "5")["moved"] == 1
+    assert out(live, "purge", "ops") == {"name": "ops", "purged_messages": 1}
     cli(live, "delete", "ops")
     cli(live, "delete", "ops.dead")
 
