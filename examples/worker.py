@@ -11,8 +11,8 @@ current job, then stops; so does Ctrl-C.
 It rides out restarts of the service and outages of its storage: a call that gets no answer, or 503,
 is tried again with a growing pause (one line on stderr each time), never ending the worker. A
 result is pushed under an idempotency key made from the job's message id, so a job redone after its
-lease was lost (the service restarted between the result and the ack) replays its result rather than
-pushing a second one.
+lease was lost (the service restarted between the result and the ack) pushes no second result: the
+service refuses the key as used (its timestamp differs), which the worker takes as done.
 """
 
 import argparse
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from client import QueueClient, QueueError, ReceiptInvalid  # noqa: E402
+from client import IdempotencyKeyReused, QueueClient, QueueError, ReceiptInvalid  # noqa: E402
 
 
 def business_days(start, end):
@@ -140,7 +140,11 @@ def handle(client, args, leased, patient):
         "results": figures,
         "status": "completed",
     }
-    patient("push the result", client.push, args.results, result, key=result["id"])
+    try:
+        patient("push the result", client.push, args.results, result, key=result["id"])
+    except IdempotencyKeyReused:
+        # An earlier delivery of this very message pushed its result (the timestamp differs).
+        print(f"worker: job {job['id']!r}: its result was pushed before; not again", file=sys.stderr)
     return settle(patient, "ack", client.ack, args.jobs, leased["receipt"])
 
 
