@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 
 from client.api import QueueClient
@@ -88,6 +89,15 @@ def _add_commands(commands):
     extend.add_argument("name")
     extend.add_argument("receipt")
     extend.add_argument("--lease", type=int, required=True, help="seconds from now")
+    for parser in (ack, nack, extend):
+        _read_dashes_as_receipts(parser)
+
+
+def _read_dashes_as_receipts(parser):
+    """Let a receipt begin with '-' (one in 64 does): argparse reads an argument that starts with '-'
+    and names no option as a value only when it looks like a negative number, so widen what looks
+    like one. Done after the options are added, which are still recognised by name first."""
+    parser._negative_number_matcher = re.compile(r"^-.+$")
 
 
 def _parser(prog):

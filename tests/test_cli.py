@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from client.cli import _parser
 from tests.conftest import PASSWORDS, REPO, eventually
 from tests.live_server import skip_without_route
 
@@ -193,3 +194,16 @@ def test_a_single_push_sends_the_key_it_is_given(live):
         )
     )
     cli(live, "delete", "keyed")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ack", "jobs", "-abc", "_def", "-ghi"], {"receipts": ["-abc", "_def", "-ghi"]}),
+        (["nack", "jobs", "-abc", "--delay", "5", "--reason", "feed down"], {"receipt": "-abc", "delay": 5}),
+        (["extend", "jobs", "--lease", "60", "-abc"], {"receipt": "-abc", "lease": 60}),
+    ],
+)
+def test_a_receipt_that_begins_with_a_dash_is_read_as_a_receipt(argv, expected):
+    args = vars(_parser("queues-client").parse_args(argv))
+    assert {key: args[key] for key in expected} == expected
