@@ -2,16 +2,28 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-STAMP = $(VENV)/.installed
+# Two stamps: what running needs (the service, the client, the examples, the console commands), and
+# the test tools on top of it.
+RUN_STAMP = $(VENV)/.installed-run
+DEV_STAMP = $(VENV)/.installed-dev
+PIP = $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: install system-packages run test lint bench clean
+.PHONY: install install-dev system-packages run test lint bench clean
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+install-dev: $(DEV_STAMP)
+
+# `pip install -e .` puts queues-client and queues-users on the venv's PATH, for any folder.
+$(RUN_STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $(DEV_STAMP)
 
 # The tests start real redis-server, nginx and chromium processes on loopback and run logrotate;
 # install them where missing (Debian packages; needs root, as on CI).
@@ -33,12 +45,12 @@ run: install
 test: lint system-packages
 	$(BIN)/pytest
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 # A few minutes: figures in bench/results/<date>.md and .json (installs wrk if missing).
-bench: install
+bench: install-dev
 	$(BIN)/python bench/benchmark.py
 
 clean:

@@ -33,6 +33,7 @@ STARTUP_ERRORS = (
     OSError,
 )
 _STDERR_HANDLER = "queues-stderr"
+log = logging.getLogger("queues.app")  # under "queues", whose records go to stderr
 
 
 def _configure_app_log(level):
@@ -73,7 +74,18 @@ def create_app(config=None):
         hops = config.server.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     backend.start()
+    _log_start(config, backend.queues)
     return app
+
+
+def _log_start(config, queues):
+    """One line on what this start found; a Redis that is away now does not stop the start."""
+    try:
+        infos = queues.list()
+        found = f"{len(infos)} queue(s) and {sum(q['size'] for q in infos)} message(s) restored"
+    except StorageUnavailable as exc:
+        found = f"queues not counted ({exc.message})"
+    log.info("started with config %s, %s backend: %s", config.source, config.storage.backend, found)
 
 
 def shutdown(app):

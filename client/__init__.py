@@ -3,6 +3,7 @@
 from client.api import QueueClient, Retry
 from client.errors import (
     Forbidden,
+    IdempotencyKeyReused,
     InvalidMessage,
     InvalidRequest,
     QueueError,
@@ -12,11 +13,13 @@ from client.errors import (
     QueueNotFound,
     ReceiptInvalid,
     StorageUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
 __all__ = [
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidMessage",
     "InvalidRequest",
     "QueueClient",
@@ -28,5 +31,6 @@ __all__ = [
     "ReceiptInvalid",
     "Retry",
     "StorageUnavailable",
+    "TooManyRequests",
     "Unauthorized",
 ]

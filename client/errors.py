@@ -48,6 +48,14 @@ class InvalidMessage(QueueError):
     """422 invalid_message; details name the message index and field."""
 
 
+class IdempotencyKeyReused(QueueError):
+    """422 idempotency_key_reused: the key came before with another body."""
+
+
+class TooManyRequests(QueueError):
+    """429 too_many_requests: too many failed logins from this address."""
+
+
 class StorageUnavailable(QueueError):
     """503 storage_unavailable: nothing was changed."""
 
@@ -64,6 +72,8 @@ _BY_CODE = {
     "queue_in_use": QueueInUse,
     "receipt_invalid": ReceiptInvalid,
     "invalid_message": InvalidMessage,
+    "idempotency_key_reused": IdempotencyKeyReused,
+    "too_many_requests": TooManyRequests,
     "storage_unavailable": StorageUnavailable,
 }
 

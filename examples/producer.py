@@ -41,7 +41,8 @@ def main(argv=None):
     parser.add_argument("--user", default=os.environ.get("QUEUES_USER", "admin"))
     parser.add_argument("--count", type=int, default=5)
     args = parser.parse_args(argv)
-    client = QueueClient(args.url, args.user, os.environ["QUEUES_PASSWORD"])
+    password = os.environ.get("QUEUES_PASSWORD") or parser.error("set QUEUES_PASSWORD")
+    client = QueueClient(args.url, args.user, password)
     for name, settings in QUEUES:
         try:
             client.create_queue(name, **settings)

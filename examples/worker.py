@@ -6,7 +6,13 @@ Pulls a job from `jobs` on a lease, computes each asset's last close and moving 
 job's date range (from prices generated deterministically per ticker), extends the lease while it
 works, pushes a `result` to `results`, then acks. A job it cannot compute is nacked, so it goes back
 to the queue, and after the queue's max_deliveries to its dead-letter queue. SIGTERM finishes the
-current job, then stops.
+current job, then stops; so does Ctrl-C.
+
+It rides out restarts of the service and outages of its storage: a call that gets no answer, or 503,
+is tried again with a growing pause (one line on stderr each time), never ending the worker. A
+result is pushed under an idempotency key made from the job's message id, so a job redone after its
+lease was lost (the service restarted between the result and the ack) pushes no second result: the
+service refuses the key as used (its timestamp differs), which the worker takes as done.
 """
 
 import argparse
@@ -22,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from client import QueueClient, QueueError  # noqa: E402
+from client import IdempotencyKeyReused, QueueClient, QueueError, ReceiptInvalid  # noqa: E402
 
 
 def business_days(start, end):
@@ -66,6 +72,37 @@ def compute(job):
     return figures
 
 
+# Answers that say "not now" rather than "no": the service is restarting, its storage is away (503,
+# or nginx's 502/504 while the service restarts), or the results queue is full for a moment.
+TRANSIENT = {"unreachable", "storage_unavailable", "queue_full", "too_many_requests", "http_502", "http_503",
+             "http_504"}  # fmt: skip
+FIRST_PAUSE, LONGEST_PAUSE = 0.5, 15.0
+
+
+class Patient:
+    """Calls the client again and again while the service is away, pausing longer each time."""
+
+    def __init__(self, stopping):
+        self.stopping = stopping
+
+    def __call__(self, what, call, *args, **kwargs):
+        """call(*args, **kwargs) until it answers; None if the worker was stopped while waiting."""
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except QueueError as exc:
+                if exc.code not in TRANSIENT:
+                    raise
+                reason = exc.message.splitlines()[0][:160] if exc.message else ""
+                print(
+                    f"worker: {what}: {exc.code} ({reason}); trying again in {pause:.1f} s", file=sys.stderr
+                )
+            if self.stopping.wait(pause):
+                return None
+            pause = min(LONGEST_PAUSE, pause * 2)
+
+
 def heartbeat(client, queue, receipt, lease, done):
     """Extend the lease every third of it until done is set, so a long job keeps its lease."""
     while not done.wait(lease / 3):
@@ -76,7 +113,8 @@ def heartbeat(client, queue, receipt, lease, done):
             return
 
 
-def handle(client, args, leased):
+def handle(client, args, leased, patient):
+    """Compute one leased job, push its result and ack it; True when it was done."""
     job = leased["message"]
     done = threading.Event()
     beat = threading.Thread(target=heartbeat, args=(client, args.jobs, leased["receipt"], args.lease, done))
@@ -86,7 +124,7 @@ def handle(client, args, leased):
         figures = compute(job)
     except (KeyError, TypeError, ValueError) as exc:
         done.set()
-        client.nack(args.jobs, leased["receipt"])
+        settle(patient, "nack", client.nack, args.jobs, leased["receipt"], reason=str(exc)[:200])
         print(f"worker: job {job.get('id')!r} failed ({exc}); returned it", file=sys.stderr)
         return False
     finally:
@@ -102,9 +140,22 @@ def handle(client, args, leased):
         "results": figures,
         "status": "completed",
     }
-    client.push(args.results, result)
-    client.ack(args.jobs, leased["receipt"])
-    return True
+    try:
+        patient("push the result", client.push, args.results, result, key=result["id"])
+    except IdempotencyKeyReused:
+        # An earlier delivery of this very message pushed its result (the timestamp differs).
+        print(f"worker: job {job['id']!r}: its result was pushed before; not again", file=sys.stderr)
+    return settle(patient, "ack", client.ack, args.jobs, leased["receipt"])
+
+
+def settle(patient, what, call, *args, **kwargs):
+    """Ack or nack a lease; a lease lost meanwhile (expired, or ended by a restart) is only logged,
+    as the job comes back to the queue by itself. True when it was settled."""
+    try:
+        return patient(what, call, *args, **kwargs) is not None
+    except ReceiptInvalid:
+        print(f"worker: {what}: the lease was lost meanwhile; the job will be done again", file=sys.stderr)
+        return False
 
 
 def main(argv=None):
@@ -120,17 +171,24 @@ def main(argv=None):
     parser.add_argument("--idle-exit", type=float, help="stop after this many seconds without a job")
     args = parser.parse_args(argv)
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    client = QueueClient(args.url, args.user, os.environ["QUEUES_PASSWORD"])
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: stopping.set())
+    password = os.environ.get("QUEUES_PASSWORD") or parser.error("set QUEUES_PASSWORD")
+    client = QueueClient(args.url, args.user, password)
+    patient = Patient(stopping)
     done, idle_since = 0, time.monotonic()
-    while not stopping.is_set() and done != args.max_jobs:
-        leased = client.pull(args.jobs, wait=args.wait, lease=args.lease)
-        if leased is None:
-            if args.idle_exit is not None and time.monotonic() - idle_since > args.idle_exit:
-                break
-            continue
-        done += handle(client, args, leased)
-        idle_since = time.monotonic()
+    try:
+        while not stopping.is_set() and done != args.max_jobs:
+            leased = patient("pull", client.pull, args.jobs, wait=args.wait, lease=args.lease)
+            if leased is None:
+                if args.idle_exit is not None and time.monotonic() - idle_since > args.idle_exit:
+                    break
+                continue
+            done += handle(client, args, leased, patient)
+            idle_since = time.monotonic()
+    except QueueError as exc:  # one that waiting will not cure: wrong password, no such queue...
+        print(f"worker: stopped: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
     print(f"worker: {done} job(s) done", file=sys.stderr)
     return 0
 

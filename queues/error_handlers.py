@@ -3,7 +3,7 @@ werkzeug's bare statuses, and anything unexpected."""
 
 import logging
 
-from flask import g
+from flask import current_app, g
 from werkzeug.exceptions import HTTPException
 
 from queues.errors import QueueServiceError
@@ -34,6 +34,8 @@ def error_response(status, message, headers=None):
     """The contract's JSON error for a bare HTTP status (used by auth and werkzeug errors)."""
     code = _CODES_BY_STATUS.get(status, "invalid_request" if status < 500 else "internal_error")
     g.error_code = code  # counted by queues.metrics, without reading the body back
+    if status == 413:
+        message = f"the request body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
     body = {"error": {"code": code, "message": _MESSAGES_BY_STATUS.get(status, message)}}
     response = json_response(body, status)
     if status == 401:

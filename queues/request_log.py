@@ -205,7 +205,8 @@ def _exchange(response):
         finished=time.time(),
         duration_ms=round((time.perf_counter() - g.request_started_monotonic) * 1000, 3),
         environ=req.environ.copy(),
-        user=user.name if user else None,
+        # A failed login is logged under the name it tried.
+        user=user.name if user else (req.authorization.username if req.authorization else None),
         role=user.role if user else None,
         request_body=_request_body(req),
         status=response.status_code,

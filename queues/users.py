@@ -108,14 +108,27 @@ def _keep_owner_and_mode(fd, before, path):
 def _read_password(from_stdin):
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    password = getpass.getpass("Password: ")
-    if password != getpass.getpass("Repeat password: "):
+    try:
+        # getpass asks on the controlling terminal; without one it would read stdin, and warn.
+        with open("/dev/tty"):
+            pass
+        password = getpass.getpass("Password: ")
+        repeated = getpass.getpass("Repeat password: ")
+    except (OSError, EOFError):
+        raise UsersFileError("no terminal to ask for the password: use --password-stdin") from None
+    if password != repeated:
         raise UsersFileError("the passwords do not match")
     return password
 
 
-def _parser():
-    parser = argparse.ArgumentParser(prog="python -m queues.users", description=__doc__.split("\n")[0])
+def _parser(prog):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n")[0],
+        epilog="environment:\n  QUEUES_CONFIG  the config file whose [auth] users_file is edited\n"
+        "                 (default: config.ini beside the code); --file overrides it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--file", help="users file (default: [auth] users_file of the config)")
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="add a user, or change one's role and password")
@@ -127,9 +140,9 @@ def _parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None, prog="queues-users"):
     """Run the users command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     try:
         path = Path(args.file) if args.file else load_config().auth.users_file
         users = load_users(path) if path.exists() or args.command != "add" else {}
@@ -155,4 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m queues.users"))

@@ -8,6 +8,7 @@ import yaml
 
 from client import (
     Forbidden,
+    IdempotencyKeyReused,
     InvalidMessage,
     QueueClient,
     QueueError,
@@ -19,8 +20,8 @@ from client import (
     Retry,
     Unauthorized,
 )
-from tests.conftest import PASSWORDS
-from tests.live_server import LiveServer
+from tests.conftest import PASSWORDS, eventually
+from tests.live_server import LiveServer, skip_without_route
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,75 @@ def test_leases_survive_a_restart_with_their_delivery_counts(tmp_path, crash):
             client.ack("q", first["receipt"])  # the lease ended with the restart
     finally:
         server.stop()
+
+
+def logged_push_keys(live, queue):
+    """The Idempotency-Key of each push request to queue in the server's request log, in order."""
+    return [
+        headers.get("Idempotency-Key") for headers in live.logged_request_headers(f"/queues/{queue}/push")
+    ]
+
+
+def test_a_push_retried_on_queue_full_sends_one_key_on_every_attempt(live, admin):
+    admin.create_queue("keyed", max_messages=1)
+    admin.push("keyed", {"n": 1}, key="the-first-push")
+    patient = QueueClient(live.base_url, "admin", PASSWORDS["admin"], retry=Retry(attempts=50, backoff=0.05))
+    pushing = threading.Thread(target=patient.push, args=("keyed", {"n": 2}))
+    pushing.start()
+
+    def patient_keys():  # with several workers, the log's lines need not be in the order sent
+        return [key for key in logged_push_keys(live, "keyed") if key != "the-first-push"]
+
+    eventually(lambda: len(patient_keys()) >= 2)  # refused twice at least
+    admin.pull("keyed")
+    pushing.join(30)
+    assert admin.pull("keyed")["message"] == {"n": 2}
+    keys = patient_keys()
+    assert len(keys) >= 2 and len(set(keys)) == 1
+
+
+def test_a_push_repeated_with_its_key_is_answered_again_and_adds_nothing(live, admin):
+    skip_without_route(live)
+    admin.create_queue("once")
+    first = admin.push_reply("once", {"message": {"n": 1}}, key="k-1")
+    assert admin.push_reply("once", {"message": {"n": 1}}, key="k-1") == first
+    assert admin.get_queue("once")["size"] == 1
+    with pytest.raises(IdempotencyKeyReused):
+        admin.push("once", {"n": 2}, key="k-1")
+
+
+def test_browse_shows_messages_without_taking_them(live, admin):
+    skip_without_route(live)
+    admin.create_queue("shelf")
+    ids = admin.push_batch("shelf", [{"n": n} for n in range(5)])
+    page = admin.browse("shelf", limit=2, offset=1)
+    assert [m["id"] for m in page["messages"]] == ids[1:3] and page["total"] == 5
+    leased = admin.pull("shelf", lease=30)
+    in_flight = admin.browse("shelf", leased=True)
+    assert [m["id"] for m in in_flight["messages"]] == [leased["id"]]
+    assert "receipt" not in in_flight["messages"][0]
+    assert admin.pull("shelf")["id"] == ids[1]
+
+
+def test_purge_takes_leased_messages_too(live, admin):
+    skip_without_route(live)
+    admin.create_queue("bin")
+    admin.push_batch("bin", [{"n": 1}, {"n": 2}])
+    leased = admin.pull("bin", lease=30)
+    assert admin.purge("bin") == 2
+    with pytest.raises(ReceiptInvalid):
+        admin.ack("bin", leased["receipt"])
+    assert admin.get_queue("bin")["size"] == 0
+
+
+def test_a_nack_reason_and_delay_then_redrive_back_to_the_source(live, admin):
+    skip_without_route(live)
+    admin.create_queue("work.dead")
+    admin.create_queue("work", max_deliveries=1, dead_letter_queue="work.dead")
+    admin.push("work", {"job": 1})
+    leased = admin.pull("work", lease=30)
+    admin.nack("work", leased["receipt"], delay=5, reason="price feed down")
+    (dead,) = admin.browse("work.dead")["messages"]
+    assert (dead["dead_letter"]["source_queue"], dead["dead_letter"]["reason"]) == ("work", "price feed down")
+    assert admin.redrive("work.dead", max=10) == {"moved": 1, "remaining": 0, "by_queue": {"work": 1}}
+    assert admin.pull("work", lease=30)["deliveries"] == 1

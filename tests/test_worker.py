@@ -12,7 +12,8 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.conftest import PASSWORDS, REPO, eventually
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, skip_without_route
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 RESULT_SCHEMA = Draft202012Validator(
@@ -20,7 +21,7 @@ RESULT_SCHEMA = Draft202012Validator(
 )
 
 
-def run_example(server, script, *args, user="manager", wait=True):
+def run_example(server, script, *args, user="manager", wait=True, stderr=subprocess.DEVNULL):
     env = {
         **os.environ,
         "QUEUES_URL": server.base_url,
@@ -30,7 +31,7 @@ def run_example(server, script, *args, user="manager", wait=True):
     command = [sys.executable, str(REPO / "examples" / script), *args]
     if wait:
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def results(server):
@@ -84,7 +85,8 @@ def test_a_job_held_by_a_killed_worker_is_done_by_another_after_its_lease(server
     assert deliveries == [1, 2]
 
 
-def test_a_job_that_cannot_be_computed_ends_in_the_dead_letter_queue(server):
+def test_a_job_that_cannot_be_computed_ends_in_the_dead_letter_queue_with_the_reason(server):
+    skip_without_route(server)  # the worker's nack gives a reason, which the v1 server refuses
     admin = server.session()
     run_example(server, "producer.py", "--count", "0", user="admin")
     poison = {"id": "bad", "timestamp": "2026-11-28T10:00:00Z", "status": "pending",
@@ -93,4 +95,49 @@ def test_a_job_that_cannot_be_computed_ends_in_the_dead_letter_queue(server):
     run_example(server, "worker.py", "--idle-exit", "1", "--wait", "0.5")
     dead = admin.post(server.url("/queues/jobs.dead/pull")).json()
     assert dead["message"]["id"] == "bad"
+    assert dead["dead_letter"]["reason"] == "the date range holds no business day"
     assert admin.get(server.url("/queues/jobs")).json()["dead_lettered_total"] == 1
+
+
+def run_worker_through(server, tmp_path, outage):
+    """20 jobs for one worker, with outage() called once 3 results are in; returns what it said."""
+    run_example(server, "producer.py", "--count", "20", user="admin")
+    admin = server.session()
+    with open(tmp_path / "worker.err", "w") as stderr:
+        worker = run_example(server, "worker.py", "--max-jobs", "20", "--work-seconds", "0.2", "--wait", "1",
+                             wait=False, stderr=stderr)  # fmt: skip
+        eventually(lambda: admin.get(server.url("/queues/results")).json()["size"] >= 3, timeout=60)
+        outage()
+        assert worker.wait(120) == 0
+    said = (tmp_path / "worker.err").read_text()
+    assert "Traceback" not in said and "trying again in" in said
+    assert said.splitlines()[-1] == "worker: 20 job(s) done"
+    assert sorted({r["message"]["job_id"] for r in results(server)}) == sorted(f"job-{n}" for n in range(20))
+    return said
+
+
+def test_a_worker_keeps_going_across_a_server_restart_and_finishes_its_jobs(server, tmp_path):
+    def restart():
+        server.stop()
+        time.sleep(2)  # the worker finds nobody listening for a while
+        server.start()
+
+    assert "unreachable" in run_worker_through(server, tmp_path, restart)
+
+
+def test_a_worker_keeps_going_across_a_storage_outage_and_finishes_its_jobs(tmp_path):
+    (tmp_path / "redis").mkdir()
+    store = RedisServer(tmp_path / "redis", appendonly=True).start()
+    server = LiveServer(tmp_path / "service", storage={"backend": "redis", "redis_url": store.url})
+
+    def redis_away():
+        store.stop()
+        time.sleep(2)  # the service answers 503 storage_unavailable meanwhile
+        store.start()
+
+    try:
+        server.start()
+        assert "storage_unavailable" in run_worker_through(server, tmp_path, redis_away)
+    finally:
+        server.stop()
+        store.stop()

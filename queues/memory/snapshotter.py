@@ -68,4 +68,5 @@ class Snapshotter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.save()
+        if self.save() or self.last_error is None:
+            log.info("stopping: the final snapshot %s holds the final state", self._path)
