@@ -138,22 +138,25 @@ export function showDepth(progress, info) {
   progress.className = full ? "full" : info.size >= NEARLY_FULL * info.max_messages ? "high" : "";
 }
 
-/** Draw history's depths into an svg with a 120 x 28 viewBox, scaled to the highest seen. */
+/** Draw history's depths into an svg with a 120 x 28 viewBox, from the lowest to the highest seen. */
 export function drawChart(svg, history, maxMessages) {
   const samples = history.samples;
   if (samples.length < 2) return;
   const t0 = samples[0].t;
   const span = Math.max(samples[samples.length - 1].t - t0, 1);
-  const top = Math.max(1, ...samples.map((s) => s.size));
-  const points = samples.map((s) => `${((s.t - t0) / span) * 120},${27 - (s.size / top) * 25}`);
+  const sizes = samples.map((s) => s.size);
+  const [low, high] = [Math.min(...sizes), Math.max(...sizes)];
+  // A depth that did not change is a level line across the middle.
+  const y = (size) => (high === low ? 14 : 25 - ((size - low) / (high - low)) * 22);
+  const points = samples.map((s) => `${(((s.t - t0) / span) * 120).toFixed(1)},${y(s.size).toFixed(1)}`);
   const area = document.createElementNS(SVG, "polygon");
   area.setAttribute("points", `0,28 ${points.join(" ")} 120,28`);
   area.setAttribute("class", "area");
   const line = document.createElementNS(SVG, "polyline");
   line.setAttribute("points", points.join(" "));
-  line.setAttribute("class", top >= maxMessages ? "line full" : "line");
+  line.setAttribute("class", high >= maxMessages ? "line full" : "line");
   const title = document.createElementNS(SVG, "title");
-  title.textContent = `depth over the last ${duration(span / 1000)}, highest ${count(top)}`;
+  title.textContent = `depth over the last ${duration(span / 1000)}: ${count(low)} to ${count(high)}`;
   svg.replaceChildren(title, area, line);
 }
 
