@@ -284,7 +284,7 @@ def _screenshots(live, admin, open_page):
     page.screenshot(path=SCREENSHOTS / "queues.png")
     page.goto("/ui/queues/jobs")
     expect(page.locator("#messages pre.json").first).to_be_visible()
-    page.locator("#messages .fold").first.click()
+    page.locator("#messages .fold:visible").first.click()
     page.wait_for_timeout(3500)
     page.screenshot(path=SCREENSHOTS / "queue.png")
     assert (SCREENSHOTS / "queues.png").stat().st_size > 10_000
