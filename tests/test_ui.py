@@ -253,9 +253,8 @@ def _screenshots(live, admin, open_page):
     jobs = [
         {**JOB, **desk, "id": f"job-{n:04d}", "parameters": {"window": 20 + n % 3 * 10}} for n in range(60)
     ]
-    jobs[1]["parameters"]["calendar"] = {
-        "holidays": [f"2026-{m:02d}-{d:02d}" for m in range(1, 7) for d in (1, 15)]
-    }
+    for job in jobs[3::7]:  # a few long ones, which the page folds
+        job["parameters"]["weights"] = {f"T{n:02d}": round(1 / (n + 2), 4) for n in range(16)}
     push(live, admin, "prices.eod", [{"ticker": f"T{n}", "close": 100 + n} for n in range(57)])
     push(live, admin, "jobs.dead", [{**JOB, "id": "job-0000-old"}])
     page = open_page("/ui", width=1280, height=640)
