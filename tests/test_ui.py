@@ -257,34 +257,36 @@ def _screenshots(live, admin, open_page):
         job["parameters"]["weights"] = {f"T{n:02d}": round(1 / (n + 2), 4) for n in range(16)}
     push(live, admin, "prices.eod", [{"ticker": f"T{n}", "close": 100 + n} for n in range(57)])
     push(live, admin, "jobs.dead", [{**JOB, "id": "job-0000-old"}])
-    page = open_page("/ui", width=1280, height=640)
+    pages = {
+        "queues.png": open_page("/ui", width=1280, height=640),
+        "queue.png": open_page("/ui/queues/jobs"),
+    }
     for step in range(12):  # a load that rises, so the charts, rates and marks have something to show
         push(live, admin, "jobs", jobs[step * 5 : step * 5 + 5])
         admin.post(live.url("/queues/jobs/pull?max=2"))
-        push(
-            live,
-            admin,
-            "results",
-            [
-                {
-                    "id": f"r{step}-{n}",
-                    "job_id": "j",
-                    "timestamp": JOB["timestamp"],
-                    "assets": ["AAPL"],
-                    "results": {"AAPL": 1.0},
-                }
-                for n in range(step + 3)
-            ],
-        )
+        results = [
+            {
+                "id": f"r{step}-{n}",
+                "job_id": "j",
+                "timestamp": JOB["timestamp"],
+                "assets": ["AAPL"],
+                "results": {},
+            }
+            for n in range(step + 3)
+        ]
+        push(live, admin, "results", results)
         admin.post(live.url(f"/queues/results/pull?max={step + 1}"))
         time.sleep(1.5)
-    expect(page.locator('tr.queue-row[data-name="prices.eod"] .mark')).to_have_text("nearly full")
+    admin.post(live.url("/queues/jobs/pull?max=3&lease=300"))
+    expect(pages["queues.png"].locator('tr.queue-row[data-name="prices.eod"] .mark')).to_have_text(
+        "nearly full"
+    )
+    expect(pages["queue.png"].locator("#in_flight")).to_have_text("3", timeout=REFRESH_MS)
+    expect(pages["queue.png"].locator("#messages .fold:visible").first).to_have_text(
+        re.compile(r"Show all \d+ lines")
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "queues.png")
-    page.goto("/ui/queues/jobs")
-    expect(page.locator("#messages pre.json").first).to_be_visible()
-    page.locator("#messages .fold:visible").first.click()
-    page.wait_for_timeout(3500)
-    page.screenshot(path=SCREENSHOTS / "queue.png")
+    for file, page in pages.items():
+        page.screenshot(path=SCREENSHOTS / file)
     assert (SCREENSHOTS / "queues.png").stat().st_size > 10_000
     assert (SCREENSHOTS / "queue.png").stat().st_size > 10_000
