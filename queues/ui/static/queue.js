@@ -39,7 +39,9 @@ function showInfo(info) {
 
 function describeDeadLetter(dead) {
   const reason = dead.reason === "lease_expired" ? "its lease expired" : dead.reason || "no reason given";
-  return `Dead letter from ${dead.source_queue || "?"} after ${dead.deliveries} deliveries (${reason}), ${dead.dead_lettered_at}`;
+  const deliveries = dead.deliveries === 1 ? "1 delivery" : `${ui.count(dead.deliveries)} deliveries`;
+  const when = ui.duration(ui.ageOf(dead.dead_lettered_at));
+  return `Dead letter from ${dead.source_queue || "?"} after ${deliveries} (${reason}), ${when} ago`;
 }
 
 /** JSON on one line, spaced as people write it. */
@@ -63,10 +65,11 @@ function filled(items, indent) {
   return [...lines, line];
 }
 
-/** JSON indented by two spaces; an object or list that fits on the rest of its line stays on it. */
+/** JSON indented by two spaces; below the top, an object or list that fits on the rest of its line stays on it. */
 function pretty(value, indent = "", column = 0) {
   const oneLine = flat(value);
-  if (value === null || typeof value !== "object" || column + oneLine.length <= LINE_WIDTH) return oneLine;
+  const empty = value === null || typeof value !== "object" || Object.keys(value).length === 0;
+  if (empty || (indent && column + oneLine.length <= LINE_WIDTH)) return oneLine;
   const inner = `${indent}  `;
   let lines;
   if (Array.isArray(value)) {
@@ -110,7 +113,7 @@ function messageItem(message, position) {
   when.textContent = `enqueued ${ui.duration(ui.ageOf(message.enqueued_at))} ago`;
   when.title = message.enqueued_at;
   const deliveries = ui.field(item, "deliveries");
-  deliveries.textContent = message.deliveries ? `delivered ${message.deliveries}×` : "new";
+  deliveries.textContent = message.deliveries ? `delivered ${message.deliveries}×` : "not delivered yet";
   if (message.lease_expires_at) {
     const expires = ui.field(item, "expires");
     expires.dataset.at = message.lease_expires_at;
@@ -121,7 +124,7 @@ function messageItem(message, position) {
     dead.textContent = describeDeadLetter(message.dead_letter);
     dead.hidden = false;
   }
-  if (message.last_nack_reason) {
+  if (message.last_nack_reason && message.last_nack_reason !== message.dead_letter?.reason) {
     const nack = ui.field(item, "nack");
     nack.textContent = `Last nack: ${message.last_nack_reason}`;
     nack.hidden = false;
@@ -177,8 +180,8 @@ async function refresh() {
   try {
     showInfo(await ui.api("GET", ui.queuePath(name)));
   } catch (error) {
-    if (error instanceof ui.ApiError && error.status === 404) {
-      setText("marks", "deleted");
+    if (error instanceof ui.ApiError && error.code === "queue_not_found") {
+      document.getElementById("gone").hidden = false;
       return;
     }
     throw error;
