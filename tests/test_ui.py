@@ -138,6 +138,43 @@ def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(live, open_page, 
     assert dialogs == []
 
 
+def test_queue_page_shows_leases_with_their_expiry_and_dead_letters_with_source_and_reason(
+    live, open_page, queue
+):
+    name, admin = queue
+    dead, source = f"{name}.dead", f"{name}.src"
+    admin.post(live.url("/queues"), json={"name": dead})
+    admin.post(live.url("/queues"), json={"name": source, "max_deliveries": 1, "dead_letter_queue": dead})
+    try:
+        push(live, admin, source, [{"n": n} for n in range(3)])
+        leased = admin.post(live.url(f"/queues/{source}/pull?max=2&lease=90")).json()["messages"]
+        nack = {"receipt": leased[0]["receipt"], "reason": "price source timed out"}
+        assert admin.post(live.url(f"/queues/{source}/nack"), json=nack).status_code == 200
+        page = open_page(f"/ui/queues/{source}")
+        expect(page.locator("#tab-leased")).to_have_text("Leased · 1", timeout=REFRESH_MS)
+        page.click("#tab-leased")
+        expect(page.locator("#range")).to_have_text("1–1 of 1")
+        expect(page.locator("#messages [data-f=expires]")).to_have_text(
+            re.compile(r"lease ends in (\d+ s|1 min)")
+        )
+        assert json.loads(page.locator("#messages pre.json").inner_text()) == {"n": 1}
+        page.goto(f"/ui/queues/{dead}")
+        expect(page.locator("#messages .dead")).to_contain_text(
+            f"Dead letter from {source} after 1 delivery (price source timed out)"
+        )
+    finally:
+        admin.delete(live.url(f"/queues/{source}"))
+        admin.delete(live.url(f"/queues/{dead}"))
+
+
+def test_queue_page_says_so_when_its_queue_is_deleted_elsewhere(live, open_page, queue):
+    name, admin = queue
+    page = open_page(f"/ui/queues/{name}")
+    expect(page.locator("#gone")).to_be_hidden()
+    admin.delete(live.url(f"/queues/{name}"))
+    expect(page.locator("#gone")).to_be_visible(timeout=REFRESH_MS)
+
+
 def test_manager_sees_no_admin_controls_and_the_api_refuses_them(live, open_page, queue):
     name, _ = queue
     page = open_page("/ui", user="manager")
