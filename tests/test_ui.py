@@ -241,23 +241,32 @@ def test_admin_redrives_dead_letters_from_the_page(live, open_page, queue):
 
 def test_admin_creates_and_deletes_a_queue_from_the_pages(live, open_page, queue):
     name, admin = queue
-    new = f"{name}.new"
+    new, dead = f"{name}.new", f"{name}.dlq"
     page = open_page("/ui")
-    page.click("#new-queue")
-    page.fill("#create-form [name=name]", new)
-    page.fill("#create-form [name=max_messages]", "40")
-    page.select_option("#create-form [name=schema]", "job")
-    page.click("#create-form button[type=submit]")
-    row = page.locator(f'tr.queue-row[data-name="{new}"]')
-    expect(row.locator("[data-f=max_messages]")).to_have_text("40")
-    created = info(live, admin, new)
-    assert (created["max_messages"], created["schema"]) == (40, "job")
-    row.locator("a.qname").click()
-    expect(page).to_have_url(re.compile(f"/ui/queues/{re.escape(new)}$"))
-    page.click("#delete")
-    page.click("#confirm-ok")
-    expect(page).to_have_url(re.compile(r"/ui$"))
-    assert admin.get(live.url(f"/queues/{new}")).status_code == 404
+    admin.post(live.url("/queues"), json={"name": dead})  # after the page: the form learns of it by polling
+    expect(page.locator(f'tr.queue-row[data-name="{dead}"]')).to_be_visible(timeout=REFRESH_MS)
+    try:
+        page.click("#new-queue")
+        page.fill("#create-form [name=name]", new)
+        page.fill("#create-form [name=max_messages]", "40")
+        page.select_option("#create-form [name=schema]", "job")
+        page.select_option("#create-form [name=dead_letter_queue]", dead)
+        page.fill("#create-form [name=max_deliveries]", "4")
+        page.click("#create-form button[type=submit]")
+        row = page.locator(f'tr.queue-row[data-name="{new}"]')
+        expect(row.locator("[data-f=max_messages]")).to_have_text("40")
+        created = info(live, admin, new)
+        assert (created["max_messages"], created["schema"]) == (40, "job")
+        assert (created["dead_letter_queue"], created["max_deliveries"]) == (dead, 4)
+        row.locator("a.qname").click()
+        expect(page).to_have_url(re.compile(f"/ui/queues/{re.escape(new)}$"))
+        page.click("#delete")
+        page.click("#confirm-ok")
+        expect(page).to_have_url(re.compile(r"/ui$"))
+        assert admin.get(live.url(f"/queues/{new}")).status_code == 404
+    finally:
+        admin.delete(live.url(f"/queues/{new}"))
+        admin.delete(live.url(f"/queues/{dead}"))
 
 
 def test_screenshots_of_the_list_and_a_queue_page(live, open_page):

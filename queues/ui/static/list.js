@@ -83,6 +83,16 @@ async function refresh() {
   tbody.replaceChildren(...rows); // the API's order (by name); gone queues drop out
   showTotals(infos, results);
   applyFilter();
+  offerDeadLetterQueues(infos);
+}
+
+/** The create form offers as dead-letter queue every queue that has none of its own (no chains). */
+function offerDeadLetterQueues(infos) {
+  const select = document.getElementById("create-dlq");
+  if (!select || select.closest("dialog").open) return;
+  const names = infos.filter((i) => !i.dead_letter_queue).map((i) => i.name);
+  const options = names.map((name) => Object.assign(document.createElement("option"), { textContent: name }));
+  select.replaceChildren(select.options[0], ...options);
 }
 
 function setUpCreate() {
