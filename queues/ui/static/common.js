@@ -45,10 +45,11 @@ export function serverNow() {
   return Date.now() + clockSkewMs;
 }
 
-/** "42 s", "7 min", "3 h 5 min", "2 d 4 h". */
+/** "42 s", "7 min 5 s", "25 min", "3 h 5 min", "2 d 4 h". */
 export function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return `${s} s`;
+  if (s < 600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
   if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
