@@ -91,10 +91,15 @@ def test_static_files_cannot_reach_outside_their_folder(client, jobs):
         assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
 
 
-def test_scripts_are_served_as_javascript(client, jobs):
+def test_scripts_are_served_as_javascript_and_revalidated(client, jobs):
     response = get(client, "/ui/static/queue.js", "admin")
     assert response.status_code == 200
     assert response.mimetype in ("text/javascript", "application/javascript")
+    assert {"no-cache", "private"} <= {d.strip() for d in response.headers["Cache-Control"].split(",")}
+    again = get(
+        client, "/ui/static/queue.js", headers={**basic("admin"), "If-None-Match": response.headers["ETag"]}
+    )
+    assert again.status_code == 304
 
 
 @pytest.mark.parametrize("path", ["/ui", "/ui/queues/jobs"])

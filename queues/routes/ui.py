@@ -74,4 +74,8 @@ def show_queue(name):
 @bp.get("/ui/static/<path:filename>")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def get_static(filename):
-    return send_from_directory(STATIC_DIR, filename)
+    response = send_from_directory(STATIC_DIR, filename)
+    # Revalidated (ETag) on every load, so pages and scripts of one release never mix; kept per user.
+    response.cache_control.no_cache = True
+    response.cache_control.private = True
+    return response
