@@ -83,6 +83,9 @@ def test_list_shows_a_queue_and_refreshes_its_size_after_pushes(live, open_page,
     push(live, admin, name, [{"n": n} for n in range(7)])
     expect(row.locator("[data-f=size]")).to_have_text("7", timeout=REFRESH_MS)
     expect(row.locator("[data-f=push_rate]")).not_to_have_text("—", timeout=REFRESH_MS)
+    expect(row.locator(".mark")).to_have_count(0)
+    push(live, admin, name, [{"n": n} for n in range(7, 300)])
+    expect(row.locator(".mark")).to_have_text(["full", "growing"], timeout=REFRESH_MS)
     assert page.evaluate("window.notReloaded") is True
     later = f"{name}.b"
     admin.post(live.url("/queues"), json={"name": later})
