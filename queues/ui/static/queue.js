@@ -1,10 +1,10 @@
 // One queue's page: its figures from GET /queues/NAME, its messages a page at a time from
 // GET /queues/NAME/messages, and for admins purge, redrive and delete through the API.
 import * as ui from "./common.js";
+import { pretty } from "./pretty.js";
 
 const FOLD_LINES = 14;
 const FOLD_CHARS = 1500;
-const LINE_WIDTH = 76;
 const name = document.body.dataset.queue;
 const pageSize = Number(document.body.dataset.pageSize);
 const history = new ui.History();
@@ -42,49 +42,6 @@ function describeDeadLetter(dead) {
   const deliveries = dead.deliveries === 1 ? "1 delivery" : `${ui.count(dead.deliveries)} deliveries`;
   const when = ui.duration(ui.ageOf(dead.dead_lettered_at));
   return `Dead letter from ${dead.source_queue || "?"} after ${deliveries} (${reason}), ${when} ago`;
-}
-
-/** JSON on one line, spaced as people write it. */
-function flat(value) {
-  if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(flat).join(", ")}]`;
-  return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${flat(v)}`).join(", ")}}`;
-}
-
-/** Items as lines of at most LINE_WIDTH characters, as many on a line as fit. */
-function filled(items, indent) {
-  const lines = [];
-  let line = "";
-  for (const item of items) {
-    if (line && line.length + item.length + 2 > LINE_WIDTH) {
-      lines.push(`${line},`);
-      line = "";
-    }
-    line = line ? `${line}, ${item}` : indent + item;
-  }
-  return [...lines, line];
-}
-
-/** JSON indented by two spaces; below the top, an object or list that fits on the rest of its line stays on it. */
-function pretty(value, indent = "", column = 0) {
-  const oneLine = flat(value);
-  const empty = value === null || typeof value !== "object" || Object.keys(value).length === 0;
-  if (empty || (indent && column + oneLine.length <= LINE_WIDTH)) return oneLine;
-  const inner = `${indent}  `;
-  let lines;
-  if (Array.isArray(value)) {
-    const simple = value.every((v) => v === null || typeof v !== "object");
-    lines = simple
-      ? filled(value.map(flat), inner)
-      : value.map((v, i) => inner + pretty(v, inner, inner.length) + (i < value.length - 1 ? "," : ""));
-  } else {
-    lines = Object.entries(value).map(([k, v], i, all) => {
-      const key = `${inner}${JSON.stringify(k)}: `;
-      return key + pretty(v, inner, key.length) + (i < all.length - 1 ? "," : "");
-    });
-  }
-  const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
-  return `${open}\n${lines.join("\n")}\n${indent}${close}`;
 }
 
 function foldBody(item, message) {
@@ -212,7 +169,7 @@ function setUpBrowsing() {
   setInterval(tickLeases, 1000);
 }
 
-/** Run an admin action; its reply's summary in a ui.toast, or the API's error message. */
+/** Run an admin action; its reply's summary in a toast, or the API's error message. */
 async function act(call, summary) {
   try {
     ui.toast(summary(await call()));
