@@ -141,6 +141,23 @@ def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(live, open_page, 
     assert dialogs == []
 
 
+def test_message_is_shown_exactly_as_the_service_holds_it(live, open_page, queue):
+    name, admin = queue
+    message = {
+        "big": 12345678901234567890123,
+        "precise": 0.1234567890123456789,
+        "text": 'snow ☃, a tab\t, a quote " and a line\u2028separator',
+        "series": list(range(40)),
+        "nested": {"empty": {}, "list": [], "rows": [{"a": 1}, {"b": [None, True, False]}]},
+    }
+    push(live, admin, name, [message])
+    held = admin.get(live.url(f"/queues/{name}/messages")).text
+    page = open_page(f"/ui/queues/{name}")
+    shown = page.locator("#messages pre.json").inner_text()
+    assert json.loads(shown) == json.loads(held)["messages"][0]["message"]
+    assert "12345678901234567890123" in shown  # not rounded to a JavaScript number
+
+
 def test_queue_page_shows_leases_with_their_expiry_and_dead_letters_with_source_and_reason(
     live, open_page, queue
 ):

@@ -18,6 +18,31 @@ export class ApiError extends Error {
   }
 }
 
+/** A number as the server wrote it, where a JavaScript number would change it (big integers, long
+ * decimals): messages are shown exactly as the service holds them. */
+export class ExactNumber {
+  constructor(source) {
+    this.source = source;
+  }
+
+  toJSON() {
+    return this.source;
+  }
+}
+
+/** JSON.parse keeping numbers exact (in browsers that give a reviver the source text); null if not JSON. */
+function parseExactly(text) {
+  const keep = (key, value, context) =>
+    typeof value === "number" && context?.source !== undefined && String(value) !== context.source
+      ? new ExactNumber(context.source)
+      : value;
+  try {
+    return JSON.parse(text, keep);
+  } catch {
+    return null;
+  }
+}
+
 /** Call the API on this origin; the JSON reply (null for 204), or an ApiError with its message. */
 export async function api(method, path, body) {
   const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
@@ -29,7 +54,7 @@ export async function api(method, path, body) {
   const date = Date.parse(response.headers.get("Date"));
   if (!Number.isNaN(date)) clockSkewMs = date - Date.now();
   if (response.status === 204) return null;
-  const data = await response.json().catch(() => null);
+  const data = parseExactly(await response.text());
   if (!response.ok) {
     const error = (data && data.error) || {};
     throw new ApiError(response.status, error.code || "error", error.message || response.statusText);
