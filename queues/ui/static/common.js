@@ -90,6 +90,7 @@ export function count(n) {
 
 export function rate(perMinute) {
   if (perMinute === null) return "—";
+  if (perMinute === 0) return "0";
   return perMinute >= 10 ? Math.round(perMinute).toLocaleString("en") : perMinute.toFixed(1);
 }
 
