@@ -348,6 +348,9 @@ def _screenshots(live, admin, open_page):
         "nearly full"
     )
     expect(pages["queue.png"].locator("#in_flight")).to_have_text("3", timeout=REFRESH_MS)
+    expect(pages["queues.png"].locator('tr[data-name="jobs"] [data-f=in_flight]')).to_have_text(
+        "3", timeout=REFRESH_MS
+    )
     expect(pages["queue.png"].locator("#messages .fold:visible").first).to_have_text(
         re.compile(r"Show all \d+ lines")
     )
