@@ -14,7 +14,7 @@ from queues.memory.backend import MemoryBackend
 from queues.openapi import render_openapi
 from queues.redis_manager import RedisBackend
 from queues.request_log import RequestLog
-from queues.routes import admin, messages
+from queues.routes import admin, messages, ui
 from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
 from queues.users import UsersFileError
@@ -70,6 +70,7 @@ def create_app(config=None):
     app.register_blueprint(admin.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(metrics_routes.bp)
+    app.register_blueprint(ui.bp)
     if config.server.trusted_proxies:
         hops = config.server.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
