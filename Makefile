@@ -8,7 +8,7 @@ RUN_STAMP = $(VENV)/.installed-run
 DEV_STAMP = $(VENV)/.installed-dev
 PIP = $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: install install-dev system-packages run test lint bench clean
+.PHONY: install install-dev system-packages run test lint bench screenshots clean
 
 install: $(RUN_STAMP)
 
@@ -52,6 +52,10 @@ lint: install-dev
 # A few minutes: figures in bench/results/<date>.md and .json (installs wrk if missing).
 bench: install-dev
 	$(BIN)/python bench/benchmark.py
+
+# The README's pictures of the console, retaken by its browser test.
+screenshots: install-dev system-packages
+	QUEUES_SCREENSHOTS=1 $(BIN)/pytest tests/test_ui.py -k screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache data logs

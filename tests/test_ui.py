@@ -1,9 +1,11 @@
 """The operators' console in a real browser (Debian's chromium, driven by Playwright) against gunicorn.
 
-Also writes the README's screenshots, docs/screenshots/queues.png and queue.png.
+Also takes the README's screenshots: into a temporary folder, or into docs/screenshots with
+`make screenshots` (which sets QUEUES_SCREENSHOTS), so that a test run leaves the tree as it was.
 """
 
 import json
+import os
 import re
 import time
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 # The pages poll every 3 s; a change shows within two polls.
 REFRESH_MS = 10_000
-SCREENSHOTS = REPO / "docs" / "screenshots"
+README_SCREENSHOTS = REPO / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +291,7 @@ def test_admin_creates_and_deletes_a_queue_from_the_pages(live, open_page, queue
         admin.delete(live.url(f"/queues/{dead}"))
 
 
-def test_screenshots_of_the_list_and_a_queue_page(live, open_page):
+def test_screenshots_of_the_list_and_a_queue_page(live, open_page, tmp_path):
     """The README's two pictures: a few queues under a changing load, and a queue's messages."""
     if live.backend != "memory":
         pytest.skip("the screenshots are taken once, on the memory backend")
@@ -308,13 +310,14 @@ def test_screenshots_of_the_list_and_a_queue_page(live, open_page):
     ]:
         assert admin.post(live.url("/queues"), json=body).status_code == 201
     try:
-        _screenshots(live, admin, open_page)
+        folder = README_SCREENSHOTS if os.environ.get("QUEUES_SCREENSHOTS") else tmp_path
+        _screenshots(live, admin, open_page, folder)
     finally:
         for name in ["jobs", "jobs.dead", "results", "prices.eod"]:
             admin.delete(live.url(f"/queues/{name}"))
 
 
-def _screenshots(live, admin, open_page):
+def _screenshots(live, admin, open_page, folder):
     desk = {"owner": "rates-desk", "type": "moving_average", "assets": ["AAPL", "MSFT", "NVDA"]}
     jobs = [
         {**JOB, **desk, "id": f"job-{n:04d}", "parameters": {"window": 20 + n % 3 * 10}} for n in range(60)
@@ -354,8 +357,7 @@ def _screenshots(live, admin, open_page):
     expect(pages["queue.png"].locator("#messages .fold:visible").first).to_have_text(
         re.compile(r"Show all \d+ lines")
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for file, page in pages.items():
-        page.screenshot(path=SCREENSHOTS / file)
-    assert (SCREENSHOTS / "queues.png").stat().st_size > 10_000
-    assert (SCREENSHOTS / "queue.png").stat().st_size > 10_000
+        page.screenshot(path=folder / file)
+        assert (folder / file).stat().st_size > 10_000
