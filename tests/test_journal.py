@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from app import create_app, shutdown
+from queues import message
 from queues.config import load_config
 from storage import journal as journal_module
 from storage.journal import JournalError, encode, generations, journal_path, read_records
@@ -266,3 +267,39 @@ def test_a_record_written_just_before_a_new_generation_is_synced_in_its_own_file
     monkeypatch.undo()
     journal.close()
     assert generations(tmp_path / "queues.pickle") == [0, 1]
+
+
+def test_a_snapshot_restored_from_a_backup_with_later_journals_stops_start_up(journaled, tmp_path):
+    app = journaled()
+    act(app, "post", "/queues", json={"name": "jobs"})
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    app.extensions["queues.backend"].snapshotter.save()
+    backup = snapshot_path.read_bytes()
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}})  # only in the journal it holds...
+    app.extensions["queues.backend"].snapshotter.save()  # ...until this snapshot folds it in
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 3}})
+    snapshot_path.write_bytes(backup)  # the operator puts the older snapshot back
+    # Replaying the newer journal onto it would silently lose n=2.
+    missing = journal_path(snapshot_path, generations(snapshot_path)[0] - 1)
+    with pytest.raises(JournalError, match=rf"{missing} is missing"):
+        journaled()
+
+
+def test_journal_files_without_the_snapshot_they_continue_stop_start_up(journaled, tmp_path):
+    app = journaled()
+    act(app, "post", "/queues", json={"name": "jobs"})
+    app.extensions["queues.backend"].snapshotter.save()
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    snapshot_path.unlink()
+    with pytest.raises(JournalError, match=rf"{journal_path(snapshot_path, 0)} is missing"):
+        journaled()
+
+
+def test_a_record_that_does_not_apply_stops_start_up_naming_the_journal(journaled, tmp_path):
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    snapshot_path.parent.mkdir()
+    journal_path(snapshot_path, 0).write_bytes(encode(("push", "ghost", [message.pack(1, 0.0, b"{}")])))
+    with pytest.raises(JournalError, match=rf"{snapshot_path}.*push to 'ghost'"):
+        journaled()

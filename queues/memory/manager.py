@@ -375,7 +375,7 @@ class MemoryQueueManager:
     def restore(cls, state=None, replayed=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
         """A manager holding a snapshot's state (None: empty) and the changes journaled after it
         (queues.memory.changes records), leases included: end_leases_after_restart ends them once
-        the journal is started.
+        the journal is started. Raises ValueError if a change does not apply.
         """
         restored = changes.State()
         for saved in state["queues"] if state else ():
@@ -387,9 +387,15 @@ class MemoryQueueManager:
         pushes = [change.stored for change in replayed if type(change) is changes.Push and change.stored]
         next_id = max([state["next_id"] if state else 0, *(message.message_id(s[-1]) + 1 for s in pushes)])
         manager = cls(next_id=next_id, clock=clock, max_waiting=max_waiting, state=restored)
-        for change in replayed:
-            with manager._locks_of(change.name):
-                change.apply(restored)
+        for number, change in enumerate(replayed, 1):
+            try:
+                with manager._locks_of(change.name):
+                    change.apply(restored)
+            except Exception as exc:  # whatever the failure, the journal does not fit the state
+                raise ValueError(
+                    f"change {number} of {len(replayed)} ({change.kind} to {change.name!r}) does not apply "
+                    f"to the state before it ({type(exc).__name__}: {exc})"
+                ) from exc
         return manager
 
     @contextlib.contextmanager
