@@ -279,12 +279,12 @@ class MemoryQueueManager:
             if receipt not in queue.leases:
                 raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
-            sequence = self._return(queue, [receipt])
+            sequence, dead = self._return(queue, [receipt])
         self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "deliveries": lease.deliveries,
-            "dead_lettered": queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries,
+            "dead_lettered": bool(dead),
         }
 
     def extend(self, name, receipt, seconds):
@@ -320,17 +320,17 @@ class MemoryQueueManager:
         if not due:
             return None
         try:
-            return self._return(queue, due)
+            return self._return(queue, due)[0]
         except StorageUnavailable:
             queue.schedule(due)  # still leased: the next sweep or pull tries again
             raise
 
     def _return(self, queue, receipts):
         """Return these leases (changes.Return); the caller holds queue.lock, this takes its
-        dead-letter queue's. Returns the journal sequence."""
+        dead-letter queue's. Returns (the journal sequence, the leases dead-lettered)."""
         target = queue.dead_letter_target
         with target.lock if target is not None else contextlib.nullcontext():
-            return self._commit(changes.Return(queue.name, receipts))[0]
+            return self._commit(changes.Return(queue.name, receipts))
 
     # --- snapshot, restore, replay ----------------------------------------------------------
 
