@@ -27,8 +27,8 @@ class State:
 
     __slots__ = ("queues", "registry_changes")
 
-    def __init__(self, queues=None):
-        self.queues = queues if queues is not None else {}
+    def __init__(self):
+        self.queues = {}
         self.registry_changes = 0
 
 
