@@ -201,3 +201,19 @@ def test_a_snapshot_opens_and_syncs_journal_files_only_outside_the_locks(tmp_pat
     monkeypatch.undo()
     manager.push("jobs", [b'{"n":2}'])  # into the new generation, after the snapshot
     assert queue_states(recovered(path)) == queue_states(manager)
+
+
+def test_an_unchanged_state_starts_no_new_journal_file(tmp_path, monkeypatch):
+    path = tmp_path / "queues.pickle"
+    manager = journaled(path, Clock())
+    manager.create("jobs", 100)
+    snapshotter = Snapshotter(manager, path, 3600)
+    assert snapshotter.save() is True
+    opened = []  # every os.open: the journal's and the snapshot's own (its folder, to fsync it)
+    real_open = journal_module.os.open
+    monkeypatch.setattr(journal_module.os, "open", lambda *args: opened.append(args[0]) or real_open(*args))
+    assert snapshotter.save() is False  # an idle service, every interval
+    assert opened == []
+    manager.push("jobs", [b"{}"])
+    assert snapshotter.save() is True
+    assert journal_path(path, 2) in opened

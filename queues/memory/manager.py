@@ -343,13 +343,20 @@ class MemoryQueueManager:
         the state does not hold. Its file is opened before the locks are taken, and the previous
         one synced after they are released. Raises storage.journal.JournalWriteError.
         """
+        if self._journal is not None and unless_token is not None:
+            # An idle service opens no file. Read without the queue locks, the token may miss a change
+            # under way: that change is in the journal already, and the next snapshot takes it.
+            with self._lock:
+                queues = sorted(self._queues.values(), key=lock_order)
+            if self._token(queues) == unless_token:
+                return None
         opened = self._journal.open_next() if self._journal is not None else None
         try:
             with self._lock, contextlib.ExitStack() as held:
                 queues = sorted(self._queues.values(), key=lock_order)
                 for queue in queues:
                     held.enter_context(queue.lock)
-                token = (self._state.registry_changes, *(queue.changes for queue in queues))
+                token = self._token(queues)
                 if token == unless_token:
                     return None
                 saved = [queue.settings() for queue in sorted(queues, key=lambda q: q.name)]
@@ -370,6 +377,10 @@ class MemoryQueueManager:
             "queues": saved,
         }
         return state, token
+
+    def _token(self, queues):
+        """What tells a changed state from the one a snapshot saved; queues in lock_order."""
+        return (self._state.registry_changes, *(queue.changes for queue in queues))
 
     @classmethod
     def restore(cls, state=None, replayed=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
