@@ -120,10 +120,15 @@ class Journal:
         self._sync_lock = threading.Lock()
         self._written = 0  # records appended, ever
         self._synced = 0  # records known to be on disk
+        # (low, high]: records a failed fsync may have lost. The kernel may drop the pages of a failed
+        # fsync, so a later fsync that succeeds does not make them durable: they never count as such.
+        self._unsynced = (0, 0)
         self._stop = threading.Event()
         self._checker = threading.Thread(target=self._check_every_second, name="journal-check", daemon=True)
         self._lost = False  # the file was removed or replaced: nothing more may go into it
-        self._retired = []  # fds of earlier generations, switched away from but not yet synced and closed
+        # (fd, its last record's sequence) of earlier generations, switched away from but not yet
+        # synced and closed
+        self._retired = []
         self.failure = None
         self.generation = generation
         self._fd, self._path, self._good_size = self._open(generation)
@@ -199,20 +204,29 @@ class Journal:
 
     def _sync(self, sequence):
         """fsync every file holding records up to sequence, unless another caller's fsync did."""
+        self._check_not_lost(sequence)
         if self._synced >= sequence:
             return
         with self._sync_lock:
+            self._check_not_lost(sequence)  # a failed fsync while this caller waited
             if self._synced >= sequence:
                 return  # another caller's fsync covered this record
             with self._lock:
                 target, fd, retired = self._written, self._fd, list(self._retired)
             try:
-                for old in retired:
+                for old, _ in retired:
                     os.fsync(old)
                 os.fsync(fd)
             except OSError as exc:
+                self._unsynced = (self._synced, target)
                 self._fail("fsync", exc)
             self._synced = target
+
+    def _check_not_lost(self, sequence):
+        """Raise JournalWriteError if record number sequence was written before a failed fsync."""
+        low, high = self._unsynced
+        if low < sequence <= high:
+            raise JournalWriteError("journal: an fsync failed after this record was written; it may be lost")
 
     def open_next(self):
         """Open the next generation's file, before the caller takes its locks; returns it for switch()."""
@@ -228,7 +242,7 @@ class Journal:
         Returns the new generation. No I/O: the previous file waits for retire().
         """
         with self._lock:
-            self._retired.append(self._fd)
+            self._retired.append((self._fd, self._written))
             self._fd, self._path, self._good_size = opened
             self.generation += 1
             if self._lost:
@@ -243,12 +257,13 @@ class Journal:
                 retired, self._retired = self._retired, []
             try:
                 if self._fsync != "no":
-                    for fd in retired:
+                    for fd, _ in retired:
                         os.fsync(fd)
             except OSError as exc:
+                self._unsynced = (self._synced, retired[-1][1])
                 self._fail("fsync", exc)
             finally:
-                for fd in retired:
+                for fd, _ in retired:
                     os.close(fd)
 
     def discard(self, opened):

@@ -303,3 +303,45 @@ def test_a_record_that_does_not_apply_stops_start_up_naming_the_journal(journale
     journal_path(snapshot_path, 0).write_bytes(encode(("push", "ghost", [message.pack(1, 0.0, b"{}")])))
     with pytest.raises(JournalError, match=rf"{snapshot_path}.*push to 'ghost'"):
         journaled()
+
+
+def failing_fsync_of(monkeypatch, doomed):
+    """Make fsync fail with EIO once for each fd in doomed, as a disk error would."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if fd in doomed:
+            doomed.remove(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+
+
+def test_a_record_in_a_file_whose_fsync_failed_at_a_new_generation_is_not_reported_durable(
+    tmp_path, monkeypatch
+):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    sequence = journal.append(encode(("take", "q", 1)))  # its writer has not waited for fsync yet
+    failing_fsync_of(monkeypatch, [journal._fd])
+    journal.switch(journal.open_next())
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.retire()  # the snapshot's sync of the previous file fails
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(sequence)
+    journal.close()
+
+
+def test_a_record_written_before_a_failed_fsync_is_not_reported_durable_by_a_later_one(tmp_path, monkeypatch):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    first, second = journal.append(encode(("take", "q", 1))), journal.append(encode(("take", "q", 2)))
+    failing_fsync_of(monkeypatch, [journal._fd])
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(first)
+    # After a failed fsync the kernel may have dropped the dirty pages: a retry that succeeds
+    # proves nothing about the records written before it.
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(second)
+    third = journal.append(encode(("take", "q", 3)))
+    journal.wait_durable(third)  # written after the failure: a good fsync covers it
+    journal.close()
