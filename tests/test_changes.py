@@ -100,6 +100,7 @@ OPERATIONS = st.lists(
         st.tuples(st.just("extend"), st.integers(0, 3), st.integers(1, 30)),
         st.tuples(st.just("tick"), st.integers(0, 25)),
         st.tuples(st.just("snapshot")),
+        st.tuples(st.just("snapshot killed before its file is written")),
         st.tuples(st.just("restart")),
     ),
     min_size=10,
@@ -140,6 +141,8 @@ def run(manager, snapshotter, clock, operations):
                 manager.expire_leases()
             elif operation == "snapshot":
                 snapshotter.save()
+            elif operation == "snapshot killed before its file is written":
+                manager.snapshot()  # the state copied and a new journal generation started, no more
             elif operation == "restart":
                 manager.end_leases_after_restart()
         except QueueServiceError:
