@@ -139,6 +139,11 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return fd, path, os.fstat(fd).st_size
 
+    @property
+    def lost(self):
+        """True once the file was removed or replaced: records are refused until switch()."""
+        return self._lost
+
     def start(self):
         """Start the thread that checks the file every second (and fsyncs it, with everysec)."""
         self._checker.start()

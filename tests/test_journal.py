@@ -345,3 +345,19 @@ def test_a_record_written_before_a_failed_fsync_is_not_reported_durable_by_a_lat
     third = journal.append(encode(("take", "q", 3)))
     journal.wait_durable(third)  # written after the failure: a good fsync covers it
     journal.close()
+
+
+def test_a_journal_file_removed_while_idle_is_replaced_by_the_next_snapshot(journaled, tmp_path):
+    app = journaled("no")
+    act(app, "post", "/queues", json={"name": "jobs"})
+    backend = app.extensions["queues.backend"]
+    assert backend.snapshotter.save() is True
+    data = tmp_path / "data"
+    data.rename(tmp_path / "elsewhere")
+    data.mkdir()  # an operator's mistake, put right before any change came in
+    with pytest.raises(journal_module.JournalWriteError):
+        backend.journal._check_file()  # what its thread does every second
+    # Nothing changed since the last snapshot, but only a snapshot starts a new journal file.
+    assert backend.snapshotter.save() is True
+    assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}}).status_code == 201
+    assert app.test_client().get("/health").status_code == 200

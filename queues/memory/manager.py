@@ -343,6 +343,8 @@ class MemoryQueueManager:
         the state does not hold. Its file is opened before the locks are taken, and the previous
         one synced after they are released. Raises storage.journal.JournalWriteError.
         """
+        if self._journal is not None and self._journal.lost:
+            unless_token = None  # only a new generation lets changes in again, changed state or not
         if self._journal is not None and unless_token is not None:
             # An idle service opens no file. Read without the queue locks, the token may miss a change
             # under way: that change is in the journal already, and the next snapshot takes it.
