@@ -31,10 +31,10 @@ def read_durable(path):
     for expected, generation in zip(itertools.count(first), pending, strict=False):
         if generation != expected:
             # Replaying the later files onto this state would silently drop what the missing one held.
+            base = f"the snapshot {path}" if state else f"an empty state (there is no snapshot {path})"
             raise JournalError(
                 f"{journal_path(path, expected)} is missing: the journal from generation {generation} on "
-                f"does not continue the snapshot {path}. Move those journal files away to start from "
-                "the snapshot alone"
+                f"does not continue {base}. Move those journal files away to start from that state alone"
             )
     replayed = [change for g in pending for change in read_changes(journal_path(path, g))]
     if replayed:
