@@ -75,29 +75,45 @@ def remove_journals_before(snapshot_path, generation):
 def read_records(path):
     """Every record of one journal file, in order; a torn last record is dropped with a warning."""
     data = Path(path).read_bytes()
+    content_end = len(data.rstrip(b"\0"))
     records, offset = [], 0
     while offset < len(data):
-        if len(data) - offset < _RECORD_START:
+        end = _record_end(path, data, offset, content_end)
+        if end is None:
             log.warning("%s: dropped a torn last record at offset %d", path, offset)
             break
-        header = data[offset : offset + _HEADER.size]
-        (check,) = _HEADER_CHECK.unpack_from(data, offset + _HEADER.size)
-        if zlib.crc32(header) != check:
-            raise JournalError(f"{path}: damaged record header at offset {offset}")
-        length, crc = _HEADER.unpack(header)
-        end = offset + _RECORD_START + length
-        payload = data[offset + _RECORD_START : end]
-        if end > len(data) or (zlib.crc32(payload) != crc and end == len(data)):
-            log.warning("%s: dropped a torn last record at offset %d", path, offset)
-            break
-        if zlib.crc32(payload) != crc:
-            raise JournalError(f"{path}: damaged record at offset {offset} (checksum mismatch)")
         try:
-            records.append(plain_loads(payload))
+            records.append(plain_loads(data[offset + _RECORD_START : end]))
         except Exception as exc:
             raise JournalError(f"{path}: unreadable record at offset {offset}: {exc}") from exc
         offset = end
     return records
+
+
+def _record_end(path, data, offset, content_end):
+    """Where the record at offset ends; None if it is torn; raises JournalError if it is damaged.
+
+    A record that fails its checks is torn if nothing but zero bytes follows it (content_end is
+    where they start): a crash cut it short, or, after a power loss, some file systems show the
+    file's new length before its data. No record ends in a zero byte: a pickle ends in ".".
+    """
+    if len(data) - offset < _RECORD_START:
+        return None
+    header = data[offset : offset + _HEADER.size]
+    (check,) = _HEADER_CHECK.unpack_from(data, offset + _HEADER.size)
+    if zlib.crc32(header) != check:
+        if content_end <= offset + _RECORD_START:
+            return None
+        raise JournalError(f"{path}: damaged record header at offset {offset}")
+    length, crc = _HEADER.unpack(header)
+    end = offset + _RECORD_START + length
+    if end > len(data):
+        return None
+    if zlib.crc32(data[offset + _RECORD_START : end]) != crc:
+        if end >= content_end:
+            return None
+        raise JournalError(f"{path}: damaged record at offset {offset} (checksum mismatch)")
+    return end
 
 
 class Journal:
