@@ -131,13 +131,13 @@ class Queue:
 
         They stay leased until end_lease; schedule() puts them back if they are not ended after all.
         """
-        receipts = []
+        receipts = {}  # a dict for its order: an extend back to an earlier expiry leaves two entries
         while self._expiries and self._expiries[0][0] <= now:
             expires_at, receipt = heapq.heappop(self._expiries)
             lease = self.leases.get(receipt)
             if lease is not None and lease.expires_at == expires_at:
-                receipts.append(receipt)
-        return receipts
+                receipts[receipt] = None
+        return list(receipts)
 
     def schedule(self, receipts):
         """Schedule the expiry of these leases again (after due() took them)."""

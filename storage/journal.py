@@ -75,29 +75,45 @@ def remove_journals_before(snapshot_path, generation):
 def read_records(path):
     """Every record of one journal file, in order; a torn last record is dropped with a warning."""
     data = Path(path).read_bytes()
+    content_end = len(data.rstrip(b"\0"))
     records, offset = [], 0
     while offset < len(data):
-        if len(data) - offset < _RECORD_START:
+        end = _record_end(path, data, offset, content_end)
+        if end is None:
             log.warning("%s: dropped a torn last record at offset %d", path, offset)
             break
-        header = data[offset : offset + _HEADER.size]
-        (check,) = _HEADER_CHECK.unpack_from(data, offset + _HEADER.size)
-        if zlib.crc32(header) != check:
-            raise JournalError(f"{path}: damaged record header at offset {offset}")
-        length, crc = _HEADER.unpack(header)
-        end = offset + _RECORD_START + length
-        payload = data[offset + _RECORD_START : end]
-        if end > len(data) or (zlib.crc32(payload) != crc and end == len(data)):
-            log.warning("%s: dropped a torn last record at offset %d", path, offset)
-            break
-        if zlib.crc32(payload) != crc:
-            raise JournalError(f"{path}: damaged record at offset {offset} (checksum mismatch)")
         try:
-            records.append(plain_loads(payload))
+            records.append(plain_loads(data[offset + _RECORD_START : end]))
         except Exception as exc:
             raise JournalError(f"{path}: unreadable record at offset {offset}: {exc}") from exc
         offset = end
     return records
+
+
+def _record_end(path, data, offset, content_end):
+    """Where the record at offset ends; None if it is torn; raises JournalError if it is damaged.
+
+    A record that fails its checks is torn if nothing but zero bytes follows it (content_end is
+    where they start): a crash cut it short, or, after a power loss, some file systems show the
+    file's new length before its data. No record ends in a zero byte: a pickle ends in ".".
+    """
+    if len(data) - offset < _RECORD_START:
+        return None
+    header = data[offset : offset + _HEADER.size]
+    (check,) = _HEADER_CHECK.unpack_from(data, offset + _HEADER.size)
+    if zlib.crc32(header) != check:
+        if content_end <= offset + _RECORD_START:
+            return None
+        raise JournalError(f"{path}: damaged record header at offset {offset}")
+    length, crc = _HEADER.unpack(header)
+    end = offset + _RECORD_START + length
+    if end > len(data):
+        return None
+    if zlib.crc32(data[offset + _RECORD_START : end]) != crc:
+        if end >= content_end:
+            return None
+        raise JournalError(f"{path}: damaged record at offset {offset} (checksum mismatch)")
+    return end
 
 
 class Journal:
@@ -120,10 +136,15 @@ class Journal:
         self._sync_lock = threading.Lock()
         self._written = 0  # records appended, ever
         self._synced = 0  # records known to be on disk
+        # (low, high]: records a failed fsync may have lost. The kernel may drop the pages of a failed
+        # fsync, so a later fsync that succeeds does not make them durable: they never count as such.
+        self._unsynced = (0, 0)
         self._stop = threading.Event()
         self._checker = threading.Thread(target=self._check_every_second, name="journal-check", daemon=True)
         self._lost = False  # the file was removed or replaced: nothing more may go into it
-        self._retired = []  # fds of earlier generations, switched away from but not yet synced and closed
+        # (fd, its last record's sequence) of earlier generations, switched away from but not yet
+        # synced and closed
+        self._retired = []
         self.failure = None
         self.generation = generation
         self._fd, self._path, self._good_size = self._open(generation)
@@ -133,6 +154,11 @@ class Journal:
         path = journal_path(self._snapshot_path, generation)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return fd, path, os.fstat(fd).st_size
+
+    @property
+    def lost(self):
+        """True once the file was removed or replaced: records are refused until switch()."""
+        return self._lost
 
     def start(self):
         """Start the thread that checks the file every second (and fsyncs it, with everysec)."""
@@ -199,20 +225,29 @@ class Journal:
 
     def _sync(self, sequence):
         """fsync every file holding records up to sequence, unless another caller's fsync did."""
+        self._check_not_lost(sequence)
         if self._synced >= sequence:
             return
         with self._sync_lock:
+            self._check_not_lost(sequence)  # a failed fsync while this caller waited
             if self._synced >= sequence:
                 return  # another caller's fsync covered this record
             with self._lock:
                 target, fd, retired = self._written, self._fd, list(self._retired)
             try:
-                for old in retired:
+                for old, _ in retired:
                     os.fsync(old)
                 os.fsync(fd)
             except OSError as exc:
+                self._unsynced = (self._synced, target)
                 self._fail("fsync", exc)
             self._synced = target
+
+    def _check_not_lost(self, sequence):
+        """Raise JournalWriteError if record number sequence was written before a failed fsync."""
+        low, high = self._unsynced
+        if low < sequence <= high:
+            raise JournalWriteError("journal: an fsync failed after this record was written; it may be lost")
 
     def open_next(self):
         """Open the next generation's file, before the caller takes its locks; returns it for switch()."""
@@ -228,7 +263,7 @@ class Journal:
         Returns the new generation. No I/O: the previous file waits for retire().
         """
         with self._lock:
-            self._retired.append(self._fd)
+            self._retired.append((self._fd, self._written))
             self._fd, self._path, self._good_size = opened
             self.generation += 1
             if self._lost:
@@ -243,12 +278,13 @@ class Journal:
                 retired, self._retired = self._retired, []
             try:
                 if self._fsync != "no":
-                    for fd in retired:
+                    for fd, _ in retired:
                         os.fsync(fd)
             except OSError as exc:
+                self._unsynced = (self._synced, retired[-1][1])
                 self._fail("fsync", exc)
             finally:
-                for fd in retired:
+                for fd, _ in retired:
                     os.close(fd)
 
     def discard(self, opened):

@@ -100,6 +100,7 @@ OPERATIONS = st.lists(
         st.tuples(st.just("extend"), st.integers(0, 3), st.integers(1, 30)),
         st.tuples(st.just("tick"), st.integers(0, 25)),
         st.tuples(st.just("snapshot")),
+        st.tuples(st.just("snapshot killed before its file is written")),
         st.tuples(st.just("restart")),
     ),
     min_size=10,
@@ -140,6 +141,8 @@ def run(manager, snapshotter, clock, operations):
                 manager.expire_leases()
             elif operation == "snapshot":
                 snapshotter.save()
+            elif operation == "snapshot killed before its file is written":
+                manager.snapshot()  # the state copied and a new journal generation started, no more
             elif operation == "restart":
                 manager.end_leases_after_restart()
         except QueueServiceError:
@@ -201,3 +204,19 @@ def test_a_snapshot_opens_and_syncs_journal_files_only_outside_the_locks(tmp_pat
     monkeypatch.undo()
     manager.push("jobs", [b'{"n":2}'])  # into the new generation, after the snapshot
     assert queue_states(recovered(path)) == queue_states(manager)
+
+
+def test_an_unchanged_state_starts_no_new_journal_file(tmp_path, monkeypatch):
+    path = tmp_path / "queues.pickle"
+    manager = journaled(path, Clock())
+    manager.create("jobs", 100)
+    snapshotter = Snapshotter(manager, path, 3600)
+    assert snapshotter.save() is True
+    opened = []  # every os.open: the journal's and the snapshot's own (its folder, to fsync it)
+    real_open = journal_module.os.open
+    monkeypatch.setattr(journal_module.os, "open", lambda *args: opened.append(args[0]) or real_open(*args))
+    assert snapshotter.save() is False  # an idle service, every interval
+    assert opened == []
+    manager.push("jobs", [b"{}"])
+    assert snapshotter.save() is True
+    assert journal_path(path, 2) in opened

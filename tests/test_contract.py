@@ -94,6 +94,18 @@ class TestLeaseContract:
         assert qm.pull("jobs", lease=10) == []
         assert qm.ack("jobs", [leased["receipt"]]) == 1
 
+    def test_a_lease_extended_back_to_an_earlier_expiry_expires_once(self, qm, clock):
+        qm.push("jobs", [b'{"n":1}', b'{"n":2}'])
+        (leased,) = lease(qm, seconds=10)
+        qm.extend("jobs", leased["receipt"], 20)
+        qm.extend("jobs", leased["receipt"], 10)  # its first expiry again
+        qm.extend("jobs", leased["receipt"], 10)  # twice at the same instant: the same expiry
+        clock.now += 10
+        qm.expire_leases()
+        info = qm.info("jobs")
+        assert (info["size"], info["in_flight"]) == (2, 0)
+        assert [(m["message"], m["deliveries"]) for m in lease(qm, 2)] == [({"n": 1}, 2), ({"n": 2}, 1)]
+
     def test_extend_of_an_expired_lease_is_refused(self, qm, clock):
         qm.push("jobs", [b'{"n":1}'])
         (leased,) = lease(qm, seconds=10)

@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from app import create_app, shutdown
+from queues import message
 from queues.config import load_config
 from storage import journal as journal_module
 from storage.journal import JournalError, encode, generations, journal_path, read_records
@@ -24,6 +25,17 @@ def test_torn_last_record_is_dropped_with_a_warning(tmp_path, caplog, cut):
     path = tmp_path / "j"
     whole = encode(("push", "q", [b"first"]))
     path.write_bytes(whole + encode(("push", "q", [b"second" * 10]))[:-cut])
+    assert read_records(path) == [("push", "q", [b"first"])]
+    assert "torn last record" in caplog.text and f"offset {len(whole)}" in caplog.text
+
+
+@pytest.mark.parametrize("kept", [0, 5, 20])
+def test_a_zero_filled_tail_after_a_power_loss_is_dropped_like_a_torn_record(tmp_path, caplog, kept):
+    # Some file systems show a file's new length before its data after a power loss: the bytes of
+    # the records not yet synced read as zeros. No record ends in a zero byte (a pickle ends in ".").
+    path = tmp_path / "j"
+    whole = encode(("push", "q", [b"first"]))
+    path.write_bytes(whole + encode(("push", "q", [b"second" * 10]))[:kept] + bytes(4096))
     assert read_records(path) == [("push", "q", [b"first"])]
     assert "torn last record" in caplog.text and f"offset {len(whole)}" in caplog.text
 
@@ -266,3 +278,97 @@ def test_a_record_written_just_before_a_new_generation_is_synced_in_its_own_file
     monkeypatch.undo()
     journal.close()
     assert generations(tmp_path / "queues.pickle") == [0, 1]
+
+
+def test_a_snapshot_restored_from_a_backup_with_later_journals_stops_start_up(journaled, tmp_path):
+    app = journaled()
+    act(app, "post", "/queues", json={"name": "jobs"})
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    app.extensions["queues.backend"].snapshotter.save()
+    backup = snapshot_path.read_bytes()
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}})  # only in the journal it holds...
+    app.extensions["queues.backend"].snapshotter.save()  # ...until this snapshot folds it in
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 3}})
+    snapshot_path.write_bytes(backup)  # the operator puts the older snapshot back
+    # Replaying the newer journal onto it would silently lose n=2.
+    missing = journal_path(snapshot_path, generations(snapshot_path)[0] - 1)
+    with pytest.raises(JournalError, match=rf"{missing} is missing"):
+        journaled()
+
+
+def test_journal_files_without_the_snapshot_they_continue_stop_start_up(journaled, tmp_path):
+    app = journaled()
+    act(app, "post", "/queues", json={"name": "jobs"})
+    app.extensions["queues.backend"].snapshotter.save()
+    act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    snapshot_path.unlink()
+    with pytest.raises(JournalError, match=rf"{journal_path(snapshot_path, 0)} is missing"):
+        journaled()
+
+
+def test_a_record_that_does_not_apply_stops_start_up_naming_the_journal(journaled, tmp_path):
+    snapshot_path = tmp_path / "data" / "queues.pickle"
+    snapshot_path.parent.mkdir()
+    journal_path(snapshot_path, 0).write_bytes(encode(("push", "ghost", [message.pack(1, 0.0, b"{}")])))
+    with pytest.raises(JournalError, match=rf"{snapshot_path}.*push to 'ghost'"):
+        journaled()
+
+
+def failing_fsync_of(monkeypatch, doomed):
+    """Make fsync fail with EIO once for each fd in doomed, as a disk error would."""
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if fd in doomed:
+            doomed.remove(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+
+
+def test_a_record_in_a_file_whose_fsync_failed_at_a_new_generation_is_not_reported_durable(
+    tmp_path, monkeypatch
+):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    sequence = journal.append(encode(("take", "q", 1)))  # its writer has not waited for fsync yet
+    failing_fsync_of(monkeypatch, [journal._fd])
+    journal.switch(journal.open_next())
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.retire()  # the snapshot's sync of the previous file fails
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(sequence)
+    journal.close()
+
+
+def test_a_record_written_before_a_failed_fsync_is_not_reported_durable_by_a_later_one(tmp_path, monkeypatch):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    first, second = journal.append(encode(("take", "q", 1))), journal.append(encode(("take", "q", 2)))
+    failing_fsync_of(monkeypatch, [journal._fd])
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(first)
+    # After a failed fsync the kernel may have dropped the dirty pages: a retry that succeeds
+    # proves nothing about the records written before it.
+    with pytest.raises(journal_module.JournalWriteError):
+        journal.wait_durable(second)
+    third = journal.append(encode(("take", "q", 3)))
+    journal.wait_durable(third)  # written after the failure: a good fsync covers it
+    journal.close()
+
+
+def test_a_journal_file_removed_while_idle_is_replaced_by_the_next_snapshot(journaled, tmp_path):
+    app = journaled("no")
+    act(app, "post", "/queues", json={"name": "jobs"})
+    backend = app.extensions["queues.backend"]
+    assert backend.snapshotter.save() is True
+    data = tmp_path / "data"
+    data.rename(tmp_path / "elsewhere")
+    data.mkdir()  # an operator's mistake, put right before any change came in
+    with pytest.raises(journal_module.JournalWriteError):
+        backend.journal._check_file()  # what its thread does every second
+    # Nothing changed since the last snapshot, but only a snapshot starts a new journal file.
+    assert backend.snapshotter.save() is True
+    assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}}).status_code == 201
+    assert app.test_client().get("/health").status_code == 200

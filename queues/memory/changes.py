@@ -27,8 +27,8 @@ class State:
 
     __slots__ = ("queues", "registry_changes")
 
-    def __init__(self, queues=None):
-        self.queues = queues if queues is not None else {}
+    def __init__(self):
+        self.queues = {}
         self.registry_changes = 0
 
 
@@ -170,6 +170,7 @@ class Return(Change):
     receipts: list
 
     def apply(self, state):
+        """Returns the leases that went to the dead-letter queue."""
         queue = state.queues[self.name]
         leases = [queue.end_lease(receipt) for receipt in self.receipts]
         limit = queue.max_deliveries
@@ -178,6 +179,7 @@ class Return(Change):
         if dead:
             queue.dead_letter_target.add_dead_letters(dead)
             queue.dead_lettered_total += len(dead)
+        return dead
 
 
 @change

@@ -279,12 +279,12 @@ class MemoryQueueManager:
             if receipt not in queue.leases:
                 raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
-            sequence = self._return(queue, [receipt])
+            sequence, dead = self._return(queue, [receipt])
         self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "deliveries": lease.deliveries,
-            "dead_lettered": queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries,
+            "dead_lettered": bool(dead),
         }
 
     def extend(self, name, receipt, seconds):
@@ -320,17 +320,17 @@ class MemoryQueueManager:
         if not due:
             return None
         try:
-            return self._return(queue, due)
+            return self._return(queue, due)[0]
         except StorageUnavailable:
             queue.schedule(due)  # still leased: the next sweep or pull tries again
             raise
 
     def _return(self, queue, receipts):
         """Return these leases (changes.Return); the caller holds queue.lock, this takes its
-        dead-letter queue's. Returns the journal sequence."""
+        dead-letter queue's. Returns (the journal sequence, the leases dead-lettered)."""
         target = queue.dead_letter_target
         with target.lock if target is not None else contextlib.nullcontext():
-            return self._commit(changes.Return(queue.name, receipts))[0]
+            return self._commit(changes.Return(queue.name, receipts))
 
     # --- snapshot, restore, replay ----------------------------------------------------------
 
@@ -343,13 +343,22 @@ class MemoryQueueManager:
         the state does not hold. Its file is opened before the locks are taken, and the previous
         one synced after they are released. Raises storage.journal.JournalWriteError.
         """
+        if self._journal is not None and self._journal.lost:
+            unless_token = None  # only a new generation lets changes in again, changed state or not
+        if self._journal is not None and unless_token is not None:
+            # An idle service opens no file. Read without the queue locks, the token may miss a change
+            # under way: that change is in the journal already, and the next snapshot takes it.
+            with self._lock:
+                queues = sorted(self._queues.values(), key=lock_order)
+            if self._token(queues) == unless_token:
+                return None
         opened = self._journal.open_next() if self._journal is not None else None
         try:
             with self._lock, contextlib.ExitStack() as held:
                 queues = sorted(self._queues.values(), key=lock_order)
                 for queue in queues:
                     held.enter_context(queue.lock)
-                token = (self._state.registry_changes, *(queue.changes for queue in queues))
+                token = self._token(queues)
                 if token == unless_token:
                     return None
                 saved = [queue.settings() for queue in sorted(queues, key=lambda q: q.name)]
@@ -371,11 +380,15 @@ class MemoryQueueManager:
         }
         return state, token
 
+    def _token(self, queues):
+        """What tells a changed state from the one a snapshot saved; queues in lock_order."""
+        return (self._state.registry_changes, *(queue.changes for queue in queues))
+
     @classmethod
     def restore(cls, state=None, replayed=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
         """A manager holding a snapshot's state (None: empty) and the changes journaled after it
         (queues.memory.changes records), leases included: end_leases_after_restart ends them once
-        the journal is started.
+        the journal is started. Raises ValueError if a change does not apply.
         """
         restored = changes.State()
         for saved in state["queues"] if state else ():
@@ -387,9 +400,15 @@ class MemoryQueueManager:
         pushes = [change.stored for change in replayed if type(change) is changes.Push and change.stored]
         next_id = max([state["next_id"] if state else 0, *(message.message_id(s[-1]) + 1 for s in pushes)])
         manager = cls(next_id=next_id, clock=clock, max_waiting=max_waiting, state=restored)
-        for change in replayed:
-            with manager._locks_of(change.name):
-                change.apply(restored)
+        for number, change in enumerate(replayed, 1):
+            try:
+                with manager._locks_of(change.name):
+                    change.apply(restored)
+            except Exception as exc:  # whatever the failure, the journal does not fit the state
+                raise ValueError(
+                    f"change {number} of {len(replayed)} ({change.kind} to {change.name!r}) does not apply "
+                    f"to the state before it ({type(exc).__name__}: {exc})"
+                ) from exc
         return manager
 
     @contextlib.contextmanager

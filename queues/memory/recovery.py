@@ -1,5 +1,6 @@
 """Start-up recovery: the snapshot, then every journal generation it does not hold, then a new journal."""
 
+import itertools
 import logging
 
 from queues.fifo import Queue
@@ -30,6 +31,14 @@ def read_durable(path):
         check_snapshot(path, state)
     first = state["journal_generation"] if state else 0
     pending = [g for g in generations(path) if g >= first]
+    for expected, generation in zip(itertools.count(first), pending, strict=False):
+        if generation != expected:
+            # Replaying the later files onto this state would silently drop what the missing one held.
+            base = f"the snapshot {path}" if state else f"an empty state (there is no snapshot {path})"
+            raise JournalError(
+                f"{journal_path(path, expected)} is missing: the journal from generation {generation} on "
+                f"does not continue {base}. Move those journal files away to start from that state alone"
+            )
     replayed = [change for g in pending for change in read_changes(journal_path(path, g))]
     if replayed:
         log.info("replaying %d journal records from generations %s", len(replayed), pending)
@@ -45,7 +54,10 @@ def recover(persistence, max_waiting):
     """
     path = persistence.path
     state, replayed, generation = read_durable(path)
-    manager = MemoryQueueManager.restore(state, replayed, max_waiting=max_waiting)
+    try:
+        manager = MemoryQueueManager.restore(state, replayed, max_waiting=max_waiting)
+    except ValueError as exc:
+        raise JournalError(f"cannot replay the journal beside {path}: {exc}") from exc
     journal = Journal(path, generation, persistence.fsync) if persistence.journal else None
     manager.start_journal(generation, journal)
     manager.end_leases_after_restart()
