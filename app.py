@@ -12,7 +12,7 @@ from queues.errors import StorageUnavailable, register_error_handlers
 from queues.openapi import render_openapi
 from queues.redis_manager import RedisQueueManager
 from queues.request_log import RequestLog
-from queues.routes import admin, messages
+from queues.routes import admin, messages, operators
 from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
 from queues.sweeper import LeaseSweeper
@@ -70,6 +70,7 @@ def create_app(config=None):
     request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))
     app.register_blueprint(admin.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(operators.bp)
     app.register_blueprint(metrics_routes.bp)
     if config.server.trusted_proxies:
         hops = config.server.trusted_proxies

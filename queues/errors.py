@@ -110,6 +110,15 @@ class InvalidMessage(QueueServiceError):
     status, code = 422, "invalid_message"
 
 
+class IdempotencyKeyReused(QueueServiceError):
+    status, code = 422, "idempotency_key_reused"
+
+    def __init__(self, name):
+        super().__init__(
+            f"this Idempotency-Key was used with a different body on queue '{name}'; nothing was added"
+        )
+
+
 # Errors raised by werkzeug (routing, body size) or flask-httpauth arrive as a bare status.
 _CODES_BY_STATUS = {
     400: "invalid_request",

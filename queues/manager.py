@@ -17,9 +17,10 @@ import secrets
 import threading
 import time
 
-from queues import message
+from queues import message, redrive
 from queues.errors import (
     BadDeadLetterQueue,
+    IdempotencyKeyReused,
     InvalidQueueName,
     QueueExists,
     QueueFull,
@@ -32,6 +33,7 @@ from queues.fifo import Queue
 from storage import journal as journal_format
 
 UNLIMITED_WAITERS = 1 << 30
+EXPIRED_REASON = "lease_expired"  # dead_letter.reason of a message whose last lease expired
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SNAPSHOT_VERSION = 1
 
@@ -220,22 +222,40 @@ class QueueManager:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def push(self, name, bodies):
-        """Append the JSON bodies in order, all or none; return (ids, size after)."""
+    def push(self, name, bodies, idempotency=None):
+        """Append the JSON bodies in order, all or none; return (ids, size after, replayed).
+
+        With idempotency (a queues.backend.Idempotency) the key is checked and kept under the
+        queue's lock, in the push's own journal record.
+        """
         queue = self._get(name)
+        now = self._clock()
         ids = [next(self._ids) for _ in bodies]
-        stored = list(map(message.pack, ids, itertools.repeat(self._clock()), bodies))
-        record = journal_format.encode(("push", name, stored)) if self._journal else None
+        stored = list(map(message.pack, ids, itertools.repeat(now), bodies))
+        record = journal_format.encode(("push", name, stored)) if self._journal and not idempotency else None
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
+            if idempotency is not None:
+                first = queue.remembered(idempotency.key, now)
+                if first is not None:
+                    if first[0] != idempotency.digest:
+                        raise IdempotencyKeyReused(name)
+                    return list(first[1]), first[2], True
             if len(bodies) > queue.max_messages - queue.size():
                 raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
-            sequence = self._append(record)
+            shown = [message.format_id(i) for i in ids]
+            if idempotency is None:
+                sequence = self._append(record)
+            else:
+                kept = (idempotency.key, idempotency.digest, shown, queue.size() + len(bodies))
+                remembered = (*kept, now + idempotency.seconds)
+                sequence = self._write_ahead("push", name, stored, remembered)
+                queue.remember(*remembered)
             queue.append(stored)
             size = queue.size()
         self._make_durable(sequence)
-        return [message.format_id(i) for i in ids], size
+        return shown, size, False
 
     def pull(self, name, count=1, wait=0.0, lease=None):
         """Hand out up to count messages from the head, waiting up to wait seconds for one.
@@ -260,14 +280,16 @@ class QueueManager:
             else:
                 expires_at = self._clock() + lease
                 sequence = self._write_ahead("lease", name, receipts[:available], expires_at)
-                handed_out = queue.lease(receipts[:available], expires_at)
+                leases = queue.lease(receipts[:available], expires_at)
+                notes = queue.notes
+                handed_out = [(leased, notes.get(message.message_id(leased.stored))) for leased in leases]
             if queue.messages:
                 # A push notifies one waiter per message; pass on what this one did not take.
                 queue.not_empty.notify()
         self._make_durable(expired, sequence)
         if lease is None:
-            return [message.render(stored) for stored in handed_out]
-        return [leased.render() for leased in handed_out]
+            return [message.render(stored, message.note_members(note)) for stored, note in handed_out]
+        return [leased.render(note) for leased, note in handed_out]
 
     def _wait_for_messages(self, queue, deadline):
         """Wait until queue has a message or the deadline passes; the caller holds queue.lock.
@@ -277,6 +299,7 @@ class QueueManager:
         """
         if queue.messages or deadline is None or not self._waiting.acquire(blocking=False):
             return
+        queue.waiting += 1
         try:
             while not (queue.messages or queue.deleted or self._waits_released):
                 remaining = deadline - time.monotonic()
@@ -284,6 +307,7 @@ class QueueManager:
                     return
                 queue.not_empty.wait(remaining)
         finally:
+            queue.waiting -= 1
             self._waiting.release()
 
     def ack(self, name, receipts):
@@ -301,24 +325,42 @@ class QueueManager:
 
     def _apply_ack(self, queue, receipts):
         for receipt in receipts:
-            queue.end_lease(receipt)
+            lease = queue.end_lease(receipt)
+            queue.notes.pop(message.message_id(lease.stored), None)
         queue.acked_total += len(receipts)
 
-    def nack(self, name, receipt):
-        """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+    def nack(self, name, receipt, delay=0, reason=None):
+        """End a lease: the message goes back to the head, or to the dead-letter queue.
+
+        With delay (seconds) it stays leased under a receipt no worker holds until then, unless
+        this was its last allowed delivery; reason stays with the message.
+        """
         queue = self._get(name)
+        hidden = secrets.token_urlsafe(12)
         with queue.lock:
-            expired = self._expire(queue, self._clock())
+            now = self._clock()
+            expired = self._expire(queue, now)
             if receipt not in queue.leases:
                 raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
-            sequence = self._with_dead_letter_lock(queue, self._return, [receipt])
+            dead = queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries
+            change = (receipt, hidden if delay > 0 and not dead else None, now + delay, reason, now)
+            sequence = self._write_ahead("nack", name, *change)
+            self._with_dead_letter_lock(queue, self._apply_nack, *change)
         self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "deliveries": lease.deliveries,
-            "dead_lettered": queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries,
+            "dead_lettered": dead,
         }
+
+    def _apply_nack(self, queue, receipt, hidden, until, reason, now):
+        """The caller holds queue's lock and its dead-letter queue's."""
+        queue.set_nack_reason(queue.leases[receipt].stored, reason)
+        if hidden is not None:
+            queue.hide(receipt, hidden, until)
+        else:
+            self._apply_return(queue, [receipt], reason, now)
 
     def extend(self, name, receipt, seconds):
         """Make a lease end seconds from now; returns the lease's id, receipt and new expiry.
@@ -339,6 +381,95 @@ class QueueManager:
             "lease_expires_at": message.iso_timestamp(lease.expires_at),
         }
 
+    # --- operators ---------------------------------------------------------------------------
+
+    def browse(self, name, limit, offset, leased=False):
+        """Available (or leased) messages from offset in pull order, changing nothing; (forms, total)."""
+        queue = self._get(name)
+        with queue.lock:
+            if leased:
+                leases = sorted(queue.leases.values(), key=lambda lease: message.message_id(lease.stored))
+                total, page = len(leases), leases[offset : offset + limit]
+                shown = [(lease.stored, lease.deliveries, lease.expires_at) for lease in page]
+            else:
+                total = len(queue.messages)
+                page = itertools.islice(queue.messages, offset, offset + limit)
+                counts = queue.deliveries
+                shown = [(stored, counts.get(message.message_id(stored), 0), None) for stored in page]
+            notes = [queue.notes.get(message.message_id(stored)) for stored, _, _ in shown]
+        forms = [
+            message.browsed(stored, deliveries, note, expires_at)
+            for (stored, deliveries, expires_at), note in zip(shown, notes, strict=True)
+        ]
+        return forms, total
+
+    def purge(self, name):
+        """Drop every message, leased ones included (their receipts end); returns how many."""
+        queue = self._get(name)
+        with queue.lock:
+            if queue.deleted:
+                raise QueueNotFound(name)
+            sequence = self._write_ahead("purge", name)
+            purged = queue.clear()
+        self._make_durable(sequence)
+        return purged
+
+    def redrive(self, name, max_count=None, to=None, accepts=None):
+        """Move dead letters back (see queues.redrive); each page moves under the queues' locks."""
+        return redrive.redrive(self, name, max_count, to, accepts)
+
+    def dead_letter_page(self, name, offset, limit):
+        """Available messages of name from offset, as (stored, note) pairs."""
+        queue = self._get(name)
+        with queue.lock:
+            page = list(itertools.islice(queue.messages, offset, offset + limit))
+            return [(stored, queue.notes.get(message.message_id(stored))) for stored in page]
+
+    def move_dead_letters(self, name, moves):
+        """Move each (stored, destination) atomically; returns ({destination: moved}, kept, full)."""
+        queue = self._get(name)
+        with self._lock:
+            targets = {d: self._queues.get(d) for _, d in moves}
+        involved = {id(q): q for q in (queue, *targets.values()) if q is not None}
+        with contextlib.ExitStack() as held:
+            for locked in sorted(involved.values(), key=lock_order):
+                held.enter_context(locked.lock)
+            if queue.deleted:
+                raise QueueNotFound(name)
+            chosen, kept, full = self._choose_moves(queue, moves, targets)
+            sequence = self._write_ahead("redrive", name, chosen) if chosen else None
+            moved = self._apply_redrive(queue, chosen, targets)
+        self._make_durable(sequence)
+        return moved, kept, full
+
+    @staticmethod
+    def _choose_moves(queue, moves, targets):
+        """The (id, destination) moves that can happen now; the caller holds every lock involved."""
+        present = {message.message_id(stored) for stored in queue.messages}
+        chosen, kept, adding = [], 0, {}
+        for stored, destination in moves:
+            target = targets[destination]
+            number = message.message_id(stored)
+            if target is None or target.deleted:
+                kept += 1
+            elif target.size() + adding.get(destination, 0) + 1 > target.max_messages:
+                return chosen, kept, True
+            elif number in present:
+                chosen.append((number, destination))
+                adding[destination] = adding.get(destination, 0) + 1
+        return chosen, kept, False
+
+    @staticmethod
+    def _apply_redrive(queue, chosen, targets):
+        """Move the chosen messages to their destinations' tails; the caller holds every lock."""
+        destination_of = dict(chosen)
+        moved = {}
+        for stored in queue.remove_for_redrive(set(destination_of)):
+            destination = destination_of[message.message_id(stored)]
+            targets[destination].append([stored])
+            moved[destination] = moved.get(destination, 0) + 1
+        return moved
+
     def expire_leases(self):
         """Return every expired lease's message to its queue (or dead-letter queue)."""
         now = self._clock()
@@ -356,7 +487,7 @@ class QueueManager:
         if not due:
             return None
         try:
-            return self._with_dead_letter_lock(queue, self._return, due)
+            return self._with_dead_letter_lock(queue, self._return, due, now)
         except StorageUnavailable:
             queue.schedule(due)  # still leased: the next sweep or pull tries again
             raise
@@ -367,20 +498,28 @@ class QueueManager:
         with target.lock if target is not None else contextlib.nullcontext():
             return change(queue, *args)
 
-    def _return(self, queue, receipts):
-        """Journal and apply the end of these leases; the caller holds both locks."""
-        sequence = self._write_ahead("return", queue.name, receipts)
-        self._apply_return(queue, receipts)
+    def _return(self, queue, receipts, now):
+        """Journal and apply the end of expired leases; the caller holds both locks."""
+        sequence = self._write_ahead("return", queue.name, receipts, now)
+        self._apply_return(queue, receipts, EXPIRED_REASON, now)
         return sequence
 
-    def _apply_return(self, queue, receipts):
-        """Put ended leases back at the head, or dead-letter those out of deliveries."""
+    def _apply_return(self, queue, receipts, reason, now):
+        """Put ended leases back at the head, or dead-letter those out of deliveries with reason."""
         leases = [queue.end_lease(receipt) for receipt in receipts]
         limit = queue.max_deliveries
         dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
         queue.put_back([lease for lease in leases if lease not in dead])
         if dead:
-            queue.dead_letter_target.add_dead_letters(dead)
+            notes = [queue.notes.pop(message.message_id(lease.stored), None) or {} for lease in dead]
+            for lease, note in zip(dead, notes, strict=True):
+                note["dead_letter"] = {
+                    "source_queue": queue.name,
+                    "deliveries": lease.deliveries,
+                    "dead_lettered_at": now,
+                    "reason": reason,
+                }
+            queue.dead_letter_target.add_dead_letters(dead, notes)
             queue.dead_lettered_total += len(dead)
 
     # --- snapshot, restore, replay ----------------------------------------------------------
@@ -461,6 +600,8 @@ class QueueManager:
                     self._apply_delete(queue)
                 elif kind == "push":
                     queue.append(args[0])
+                    if len(args) > 1:
+                        queue.remember(*args[1])
                     self._ids = itertools.count(max(next(self._ids), message.message_id(args[0][-1]) + 1))
                 elif kind == "take":
                     queue.take(args[0])
@@ -469,6 +610,22 @@ class QueueManager:
                 elif kind == "ack":
                     self._apply_ack(queue, args[0])
                 elif kind == "return":
-                    self._with_dead_letter_lock(queue, self._apply_return, args[0])
+                    # Journals written before dead letters carried a note have no time.
+                    now = args[1] if len(args) > 1 else self._clock()
+                    self._with_dead_letter_lock(queue, self._apply_return, args[0], EXPIRED_REASON, now)
+                elif kind == "nack":
+                    self._with_dead_letter_lock(queue, self._apply_nack, *args)
+                elif kind == "purge":
+                    queue.clear()
+                elif kind == "redrive":
+                    self._replay_redrive(queue, args[0])
                 elif kind == "restart":
                     queue.end_all_leases()
+
+    def _replay_redrive(self, queue, chosen):
+        """Apply a journaled redrive; the caller holds queue's lock, this takes the destinations'."""
+        targets = {destination: self._queues[destination] for _, destination in chosen}
+        with contextlib.ExitStack() as held:
+            for target in {id(t): t for t in targets.values() if t is not queue}.values():
+                held.enter_context(target.lock)
+            self._apply_redrive(queue, chosen, targets)
