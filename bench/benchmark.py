@@ -68,9 +68,10 @@ def _milliseconds(text):
     raise ValueError(text)
 
 
-def wrk(url, seconds, body=None, user="manager"):
-    """One wrk run: requests/s, p50 and p99 in ms, and the non-2xx count."""
-    env = dict(os.environ, AUTH_HEADER=_basic(user), BODY_FILE="")
+def wrk(url, seconds, body=None, user="manager", idempotent=False):
+    """One wrk run: requests/s, p50 and p99 in ms, and the non-2xx count; with idempotent, each
+    request carries a fresh Idempotency-Key."""
+    env = dict(os.environ, AUTH_HEADER=_basic(user), BODY_FILE="", IDEMPOTENT="1" if idempotent else "0")
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
         if body is not None:
             body_file.write(body)
@@ -164,7 +165,7 @@ class Service:
         self.server.stop()
 
 
-def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
+def measure(service, runs, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
     """wrk runs against path; with counter ("pushed_total" or "pulled_total"), messages/s too."""
     results = []
     for _ in range(runs):
@@ -172,7 +173,7 @@ def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
         if prefill:
             service.fill("q", prefill)
         before = service.info("q")[counter] if counter else 0
-        figures = wrk(service.url(path), seconds, body)
+        figures = wrk(service.url(path), seconds, body, idempotent=idempotent)
         if counter:
             figures["messages_per_s"] = (service.info("q")[counter] - before) / seconds
         results.append(figures)
@@ -209,6 +210,9 @@ def throughput_phases(workdir, runs, seconds):
     try:
         phases = {
             "push": measure(service, runs, seconds, "/queues/q/push", single, "pushed_total"),
+            "push_idempotency_key": measure(
+                service, runs, seconds, "/queues/q/push", single, "pushed_total", idempotent=True
+            ),
             "pull": measure(
                 service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
             ),
@@ -481,6 +485,11 @@ def targets(results):
         found.append((f"single {name} ≥ 0.8 × baseline", f"{ratio:.2f} ×", ratio >= 0.8))
         p99 = phases[name]["p99_ms"]["median"]
         found.append((f"single {name} p99 ≤ 15 ms", f"{p99:.1f} ms", p99 <= 15))
+    keyed = (
+        phases["push_idempotency_key"]["requests_per_s"]["median"]
+        / phases["push"]["requests_per_s"]["median"]
+    )
+    found.append(("push with an Idempotency-Key ≥ 0.9 × plain push", f"{keyed:.2f} ×", keyed >= 0.9))
     pushed, pulled = (phases[f"{n}_batch_100"]["messages_per_s"]["median"] for n in ("push", "pull"))
     found.append(("batch push ≥ 100,000 messages/s", f"{pushed:,.0f}", pushed >= 100_000))
     found.append(("batch pull ≥ 200,000 messages/s", f"{pulled:,.0f}", pulled >= 200_000))
