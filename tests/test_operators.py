@@ -1,12 +1,14 @@
 """The operators' API over HTTP on both backends: browse, purge, dead-letter notes, redrive, nack with
 a delay and a reason, idempotent push, and the freshness of the queues."""
 
+import json
 import threading
 import time
 
 import pytest
 
-from tests.conftest import eventually
+from app import shutdown
+from tests.conftest import basic, eventually
 
 
 @pytest.fixture
@@ -286,8 +288,6 @@ def test_malformed_idempotency_key_is_400(admin, jobs, key):
 
 def test_sixteen_concurrent_pushes_with_one_key_add_one_message(app, jobs):
     client = app.test_client()
-    from tests.conftest import basic
-
     answers, barrier = [], threading.Barrier(16)
 
     def push_once():
@@ -329,3 +329,25 @@ def test_queue_info_shows_the_oldest_message_and_waiting_pulls(admin, jobs):
         push(admin, "jobs.dead", 1)
         waiter.join()
     assert admin.get("/queues/jobs.dead").json["waiting_pulls"] == 0
+
+
+# --- request log and metrics --------------------------------------------------------------------
+
+
+def test_operators_routes_are_logged_and_timed_like_the_others(make_app, tmp_path):
+    app = make_app()
+    client, admin = app.test_client(), basic("admin")
+    client.post("/queues", json={"name": "jobs"}, headers=admin)
+    client.post("/queues/jobs/push", json={"message": {}}, headers={**admin, "Idempotency-Key": "logged-key"})
+    client.get("/queues/jobs/messages", headers=admin)
+    client.post("/queues/jobs/redrive", json={}, headers=admin)
+    client.post("/queues/jobs/purge", headers=admin)
+    metrics = client.get("/metrics", headers=admin).get_data(as_text=True)
+    for route in ("/queues/<name>/messages", "/queues/<name>/redrive", "/queues/<name>/purge"):
+        assert f'route="{route}",status="200"' in metrics
+    shutdown(app)
+    entries = [json.loads(line) for line in (tmp_path / "logs" / "requests.log").read_text().splitlines()]
+    pushed = next(e for e in entries if e["direction"] == "request" and e["path"] == "/queues/jobs/push")
+    assert pushed["headers"]["Idempotency-Key"] == "logged-key"
+    paths = {e["path"] for e in entries}
+    assert {"/queues/jobs/messages", "/queues/jobs/redrive", "/queues/jobs/purge"} <= paths
