@@ -233,7 +233,9 @@ def test_redrive_to_a_missing_queue_is_404(admin, jobs):
     assert response.status_code == 404 and response.json["error"]["code"] == "queue_not_found"
 
 
-@pytest.mark.parametrize("body", [{"max": 0}, {"max": True}, {"to": 5}, {"to": "bad name"}, {"limit": 1}])
+@pytest.mark.parametrize(
+    "body", [{"max": 0}, {"max": True}, {"to": 5}, {"to": "bad name"}, {"to": "jobs.dead"}, {"limit": 1}]
+)
 def test_redrive_with_a_bad_body_is_400(admin, jobs, body):
     assert admin.post("/queues/jobs.dead/redrive", json=body).status_code == 400
 

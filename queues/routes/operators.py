@@ -49,6 +49,9 @@ def redrive_messages(name):
         if not isinstance(to, str):
             raise InvalidRequest("to must be the name of an existing queue")
         check_queue_name(to)
+        if to == name:
+            # Each message moved would come round again behind the rest: the redrive would not end.
+            raise InvalidRequest("to must be another queue than the one redriven")
     return json_response(queues.redrive(name, max_count, to, _schema_check()))
 
 
