@@ -353,3 +353,12 @@ def test_operators_routes_are_logged_and_timed_like_the_others(make_app, tmp_pat
     assert pushed["headers"]["Idempotency-Key"] == "logged-key"
     paths = {e["path"] for e in entries}
     assert {"/queues/jobs/messages", "/queues/jobs/redrive", "/queues/jobs/purge"} <= paths
+
+
+def test_idempotency_key_is_checked_before_the_body(admin, jobs):
+    response = admin.post(
+        f"{jobs}/push",
+        data=b"not json",
+        headers={"Idempotency-Key": "bad key", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400 and "Idempotency-Key" in response.json["error"]["message"]
