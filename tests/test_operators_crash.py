@@ -1,12 +1,12 @@
-"""kill -9 during the operators' changes, with the journal on and fsync always: a redrive cut short
-loses or doubles nothing, and an idempotency key is still known after the restart."""
+"""kill -9 during the operators' changes (memory: the journal on, fsync always; or Redis): a redrive
+cut short loses or doubles nothing, and an idempotency key is still known after the restart."""
 
 import threading
 
 import pytest
 import requests
 
-from tests.conftest import eventually
+from tests.conftest import backend_sections, eventually
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -14,9 +14,14 @@ DEAD_LETTERS = 20_000
 JOURNAL_ALWAYS = {"journal": "on", "fsync": "always", "interval_seconds": 3600}
 
 
-@pytest.fixture
-def server(tmp_path):
-    live = LiveServer(tmp_path, persistence=JOURNAL_ALWAYS, queues={"max_messages": DEAD_LETTERS})
+@pytest.fixture(params=["memory", "redis"])
+def server(request, tmp_path):
+    """A live server with the journal on (fsync always), or on a Redis, which outlives it."""
+    if request.param == "memory":
+        sections = {"persistence": JOURNAL_ALWAYS}
+    else:
+        sections = backend_sections("redis", request.getfixturevalue("redis_server"))
+    live = LiveServer(tmp_path, queues={"max_messages": DEAD_LETTERS}, **sections)
     live.start()
     yield live
     live.stop()
