@@ -8,20 +8,18 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from queues import auth, metrics, request_log
 from queues.config import ConfigError, load_config
-from queues.errors import StorageUnavailable, register_error_handlers
+from queues.error_handlers import register_error_handlers
+from queues.errors import StorageUnavailable
+from queues.memory.backend import MemoryBackend
 from queues.openapi import render_openapi
-from queues.redis_manager import RedisQueueManager
+from queues.redis_manager import RedisBackend
 from queues.request_log import RequestLog
 from queues.routes import admin, messages, operators
 from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
-from queues.sweeper import LeaseSweeper
 from queues.users import UsersFileError
-from storage.health import persistence_health
-from storage.journal import JournalError, ignore_file_size_signal
-from storage.recovery import recover
+from storage.journal import JournalError
 from storage.snapshot import SnapshotError
-from storage.snapshotter import Snapshotter
 
 # What stops start-up with a one-line message instead of a traceback.
 # StorageUnavailable: the journal cannot record that the restart ended the leases.
@@ -61,10 +59,8 @@ def create_app(config=None):
     app.extensions["queues.openapi"] = render_openapi(config.queues)
     auth.init_app(app, config.auth.users_file)
 
-    manager = (
-        _redis_storage(app, config) if config.storage.backend == "redis" else _memory_storage(app, config)
-    )
-    app.extensions["queues.manager"] = manager
+    backend = RedisBackend(config) if config.storage.backend == "redis" else MemoryBackend(config)
+    app.extensions["queues.backend"] = backend
     register_error_handlers(app)
     metrics.init_app(app)  # first, so that its timing encloses the request log's hooks
     request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))
@@ -75,44 +71,11 @@ def create_app(config=None):
     if config.server.trusted_proxies:
         hops = config.server.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    app.extensions["queues.sweeper"] = LeaseSweeper(manager)
-    app.extensions["queues.sweeper"].start()
+    backend.start()
     return app
-
-
-def _memory_storage(app, config):
-    """The queues in this process's memory, recovered from disk, with their snapshots and journal."""
-    config.persistence.path.parent.mkdir(parents=True, exist_ok=True)
-    ignore_file_size_signal()
-    manager, journal = recover(config.persistence, config.queues.max_waiting_pulls)
-    snapshotter = Snapshotter(manager, config.persistence.path, config.persistence.interval_seconds)
-    app.extensions["queues.journal"] = journal
-    app.extensions["queues.snapshotter"] = snapshotter
-    app.extensions["queues.health"] = lambda: persistence_health(snapshotter, journal)
-    snapshotter.start()
-    if journal is not None:
-        journal.start()
-    return manager
-
-
-def _redis_storage(app, config):
-    """The queues in Redis, which persists them itself; nothing is read or written here at start-up."""
-    # One connection per thread, plus the lease sweeper's and a spare for /health.
-    manager = RedisQueueManager(
-        config.storage.redis_url, config.server.threads + 2, config.queues.max_waiting_pulls
-    )
-    app.extensions["queues.journal"] = None
-    app.extensions["queues.snapshotter"] = None
-    app.extensions["queues.health"] = manager.health
-    return manager
 
 
 def shutdown(app):
     """Stop taking changes, write the final snapshot (memory backend) and flush the request log."""
-    app.extensions["queues.sweeper"].stop()
-    app.extensions["queues.manager"].close()
-    if app.extensions["queues.snapshotter"] is not None:
-        app.extensions["queues.snapshotter"].stop()
-    if app.extensions["queues.journal"] is not None:
-        app.extensions["queues.journal"].close()
+    app.extensions["queues.backend"].stop()
     app.extensions["queues.request_log"].close()

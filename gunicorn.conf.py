@@ -61,7 +61,7 @@ def post_worker_init(worker):
 
     def on_sigterm(signum, frame):
         begin_graceful_stop(signum, frame)
-        worker.wsgi.extensions["queues.manager"].release_waits()
+        worker.wsgi.extensions["queues.backend"].queues.release_waits()
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

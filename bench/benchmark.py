@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from queues.config import ServerConfig  # noqa: E402
-from queues.manager import SNAPSHOT_VERSION, QueueManager  # noqa: E402
+from queues.fifo import Queue  # noqa: E402
+from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager  # noqa: E402
 from storage.snapshot import load_snapshot, save_snapshot  # noqa: E402
 from tests.conftest import PASSWORDS  # noqa: E402
 from tests.live_server import GUNICORN, LiveServer, free_port  # noqa: E402
@@ -167,17 +168,22 @@ class Service:
 
 def measure(service, runs, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
     """wrk runs against path; with counter ("pushed_total" or "pulled_total"), messages/s too."""
-    results = []
-    for _ in range(runs):
-        service.reset("q")
-        if prefill:
-            service.fill("q", prefill)
-        before = service.info("q")[counter] if counter else 0
-        figures = wrk(service.url(path), seconds, body, idempotent=idempotent)
-        if counter:
-            figures["messages_per_s"] = (service.info("q")[counter] - before) / seconds
-        results.append(figures)
-    return summarise(results)
+    runs_figures = [
+        measure_once(service, seconds, path, body, counter, prefill, idempotent) for _ in range(runs)
+    ]
+    return summarise(runs_figures)
+
+
+def measure_once(service, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
+    """The figures of one of measure()'s runs."""
+    service.reset("q")
+    if prefill:
+        service.fill("q", prefill)
+    before = service.info("q")[counter] if counter else 0
+    figures = wrk(service.url(path), seconds, body, idempotent=idempotent)
+    if counter:
+        figures["messages_per_s"] = (service.info("q")[counter] - before) / seconds
+    return figures
 
 
 def baseline(workdir, runs, seconds, threads=ServerConfig.threads, workers=1):
@@ -259,18 +265,38 @@ def mixed(service, runs, seconds, single):
     return summarise(results)
 
 
+# Single pushes by journal setting: (row, journal, fsync). Off first: it is what the others are
+# compared with, and its runs alternate with theirs so that a slow moment of the machine hits all.
+JOURNAL_ROWS = (
+    ("push_journal_off", "off", "everysec"),
+    ("push_journal_everysec", "on", "everysec"),
+    ("push_journal_always", "on", "always"),
+)
+
+
 def journal_phases(workdir, runs, seconds):
     single = b'{"message":' + JOB_BYTES + b"}"
-    found = {}
-    for fsync in ("everysec", "always"):
-        service = Service(workdir / f"journal-{fsync}", journal="on", fsync=fsync)
-        try:
-            found[f"push_journal_{fsync}"] = measure(
-                service, runs, seconds, "/queues/q/push", single, "pushed_total"
-            )
-        finally:
+    services = {}
+    try:
+        for row, journal, fsync in JOURNAL_ROWS:
+            services[row] = Service(workdir / row, journal=journal, fsync=fsync)
+        found = {row: [] for row in services}
+        for _ in range(runs):
+            for row, service in services.items():
+                found[row].append(measure_once(service, seconds, "/queues/q/push", single, "pushed_total"))
+    finally:
+        for service in services.values():
             service.stop()
-    return found
+    return {row: summarise(figures) for row, figures in found.items()}
+
+
+def journal_ratio(results):
+    """Single push requests/s with the journal on (fsync everysec) ÷ with it off, in the same run."""
+    journal = results["journal"]
+    return (
+        journal["push_journal_everysec"]["requests_per_s"]["median"]
+        / journal["push_journal_off"]["requests_per_s"]["median"]
+    )
 
 
 def thread_phases(workdir, runs, seconds, counts):
@@ -352,7 +378,7 @@ def memory_and_snapshot_phases(workdir, runs, seconds, sizes):
 
 def snapshot_times(workdir, count, runs):
     """Snapshot (copy + write) and restore (read + rebuild) of count messages, in this process."""
-    manager = QueueManager()
+    manager = MemoryQueueManager()
     manager.create("big", count)
     for start in range(0, count, 1000):
         manager.push("big", [JOB_BYTES] * min(1000, count - start))
@@ -364,7 +390,7 @@ def snapshot_times(workdir, count, runs):
         save_snapshot(path, state)
         saves.append({"seconds": time.perf_counter() - started})
         started = time.perf_counter()
-        QueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION))
+        MemoryQueueManager.restore(load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings))
         restores.append({"seconds": time.perf_counter() - started})
     return {"snapshot": summarise(saves), "restore": summarise(restores), "file_bytes": path.stat().st_size}
 
@@ -499,6 +525,8 @@ def targets(results):
         seconds = times[step]["seconds"]["median"]
         found.append((f"{step} of {results['snapshot_messages']:,} ≤ 1 s", f"{seconds:.2f} s", seconds <= 1))
     found.append(("p99 during snapshots ≤ 2 × p99 without", f"{p99_ratio:.2f} ×", p99_ratio <= 2))
+    ratio = journal_ratio(results)
+    found.append(("push, journal on + fsync everysec ≥ 0.9 × journal off", f"{ratio:.2f} ×", ratio >= 0.9))
     return found
 
 
@@ -510,12 +538,22 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, help="length of each wrk run")
     parser.add_argument("--runs", type=int, help="runs of each figure (the median is reported)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the .md and .json go")
+    parser.add_argument(
+        "--journal-only", action="store_true", help="only single pushes by journal setting; prints the ratio"
+    )
     args = parser.parse_args(argv)
     ensure_installed("wrk", "wrk")
     ensure_installed("redis-server", "redis-server")
     seconds = args.seconds or (1 if args.quick else 3)
     runs = args.runs or (1 if args.quick else 3)
     sizes = [10_000] if args.quick else [100_000, 1_000_000]
+    if args.journal_only:
+        with tempfile.TemporaryDirectory(prefix="queue-bench-") as work:
+            results = {"journal": journal_phases(Path(work), runs, seconds)}
+        for row, figures in results["journal"].items():
+            print(f"{row}: {_fmt(figures['requests_per_s'])} requests/s, p99 {_fmt(figures['p99_ms'])} ms")
+        print(f"journal on + fsync everysec ÷ journal off: {journal_ratio(results):.2f}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="queue-bench-") as work:
         workdir = Path(work)
         results = {

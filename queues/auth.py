@@ -15,7 +15,7 @@ from flask import current_app
 from flask_httpauth import HTTPBasicAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from queues.errors import error_response
+from queues.error_handlers import error_response
 from queues.users import ROLES_WITH_ACCESS, load_users
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,20 @@
 """The one interface the routes, the lease sweeper and the server hooks use to reach the queues.
 
-queues.manager.QueueManager (memory) and queues.redis_manager.RedisQueueManager (Redis) both
-provide it and raise the same errors from queues.errors; nothing else of either is used outside
-app.py, which picks one from [storage] backend.
+queues.memory.manager.MemoryQueueManager (memory) and queues.redis_manager.RedisQueueManager
+(Redis) both provide it and raise the same errors from queues.errors; app.py builds one backend
+(queues.memory.backend.MemoryBackend or queues.redis_manager.RedisBackend) from [storage] backend
+and holds only that object, which starts, stops and reports the health of its parts.
 """
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple, Protocol, runtime_checkable
+
+from queues.errors import InvalidQueueName
+
+UNLIMITED_WAITERS = 1 << 30
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Idempotency(NamedTuple):
@@ -16,6 +23,12 @@ class Idempotency(NamedTuple):
     key: str
     digest: str
     seconds: int
+
+
+def check_queue_name(name):
+    """Raise InvalidQueueName unless name matches the contract's pattern."""
+    if not isinstance(name, str) or QUEUE_NAME.fullmatch(name) is None:
+        raise InvalidQueueName(f"queue name {name!r} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
 
 
 @runtime_checkable
@@ -82,3 +95,20 @@ class QueueBackend(Protocol):
 
     def close(self) -> None:
         """Refuse every change from now on."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One backend as a part of the app, the only thing create_app and shutdown hold of it."""
+
+    queues: QueueBackend
+    snapshotter: object  # the memory backend's Snapshotter (for /metrics), or None
+
+    def start(self) -> None:
+        """Start the backend's threads (lease sweeper; snapshots and journal checks in memory)."""
+
+    def stop(self) -> None:
+        """Refuse changes, stop the threads, write what must be written, let go of resources."""
+
+    def health(self) -> tuple[bool, dict]:
+        """(failing, details) for GET /health."""

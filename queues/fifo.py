@@ -1,6 +1,6 @@
 """One queue's state: available messages in FIFO order, and leased (in-flight) messages.
 
-Nothing here locks: every method expects the caller (QueueManager) to hold the queue's lock.
+Nothing here locks: every method expects the caller (queues.memory.manager) to hold the queue's lock.
 """
 
 import heapq
@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict, deque
 
 from queues import message
+from queues.queue_info import STORED, STORED_TYPES, TOTALS, queue_info
 
 
 class Lease:
@@ -67,24 +68,9 @@ class Queue:
 
     def info(self):
         """QueueInfo as the API shows it."""
-        return {
-            "name": self.name,
-            "size": self.size(),
-            "in_flight": len(self.leases),
-            "max_messages": self.max_messages,
-            "schema": self.schema,
-            "max_deliveries": self.max_deliveries,
-            "dead_letter_queue": self.dead_letter_queue,
-            "created_at": message.iso_timestamp(self.created_at),
-            "pushed_total": self.pushed_total,
-            "pulled_total": self.pulled_total,
-            "acked_total": self.acked_total,
-            "dead_lettered_total": self.dead_lettered_total,
-            "oldest_enqueued_at": message.iso_timestamp(message.enqueued_at(self.messages[0]))
-            if self.messages
-            else None,
-            "waiting_pulls": self.waiting,
-        }
+        oldest = message.enqueued_at(self.messages[0]) if self.messages else None
+        stored = {f: getattr(self, f) for f in STORED}
+        return queue_info(self.name, self.size(), len(self.leases), stored, oldest, self.waiting)
 
     def append(self, stored):
         """Add stored messages at the tail."""
@@ -254,15 +240,7 @@ class Queue:
         in_flight = sorted(self.leases.values(), key=lambda lease: message.message_id(lease.stored))
         return {
             "name": self.name,
-            "max_messages": self.max_messages,
-            "schema": self.schema,
-            "max_deliveries": self.max_deliveries,
-            "dead_letter_queue": self.dead_letter_queue,
-            "created_at": self.created_at,
-            "pushed_total": self.pushed_total,
-            "pulled_total": self.pulled_total,
-            "acked_total": self.acked_total,
-            "dead_lettered_total": self.dead_lettered_total,
+            **{field: getattr(self, field) for field in STORED},
             "deliveries": dict(self.deliveries),
             "notes": {number: dict(note) for number, note in self.notes.items()},
             "idempotency": [(key, *remembered) for key, remembered in self.idempotency.items()],
@@ -271,6 +249,16 @@ class Queue:
             ],
             "messages": list(self.messages),
         }
+
+    @staticmethod
+    def check_settings(saved):
+        """Raise ValueError unless saved (read from a snapshot file) has settings()'s shape."""
+        for key, kind in {"name": str, **STORED_TYPES, "deliveries": dict, "leases": list}.items():
+            if not isinstance(saved, dict) or not isinstance(saved.get(key), kind):
+                raise ValueError(f"queue settings lack a valid {key!r}")
+        for lease in saved["leases"]:
+            if not (isinstance(lease, tuple) and list(map(type, lease)) == [str, bytes, float, int]):
+                raise ValueError("a lease is not (receipt, message, expiry, deliveries)")
 
     @classmethod
     def from_settings(cls, saved):
@@ -283,10 +271,8 @@ class Queue:
             saved["max_deliveries"],
             saved["dead_letter_queue"],
         )
-        queue.pushed_total = saved["pushed_total"]
-        queue.pulled_total = saved["pulled_total"]
-        queue.acked_total = saved["acked_total"]
-        queue.dead_lettered_total = saved["dead_lettered_total"]
+        for total in TOTALS:
+            setattr(queue, total, saved[total])
         queue.deliveries = dict(saved["deliveries"])
         # Snapshots written before notes and idempotency keys existed have neither.
         queue.notes = {number: dict(note) for number, note in saved.get("notes", {}).items()}

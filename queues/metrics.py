@@ -1,6 +1,6 @@
 """Prometheus metrics: request latency and errors per process, queues and snapshots read at scrape time.
 
-The per-queue figures come from the backend's own totals (`manager.list()`), so every worker and
+The per-queue figures come from the backend's own totals (`backend.queues.list()`), so every worker and
 every instance sharing a Redis reports the same, complete numbers. The per-request figures are
 counted in each process; under gunicorn (which sets `PROMETHEUS_MULTIPROC_DIR` before this module
 is imported) prometheus_client keeps them in files that each scrape adds up over all the workers.
@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from queues.errors import StorageUnavailable
+from queues.queue_info import TOTALS
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,14 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 # Label values stay few: a request that matched no route, or used an odd method, is lumped together.
 UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# QueueInfo totals exposed as counters labelled `queue`: (field, metric name, help).
-QUEUE_TOTALS = (
-    ("pushed_total", "queues_messages_pushed", "Messages ever pushed to the queue."),
-    ("pulled_total", "queues_messages_pulled", "Messages handed out by pulls, redeliveries included."),
-    ("acked_total", "queues_messages_acked", "Leased messages acknowledged."),
-    ("dead_lettered_total", "queues_messages_dead_lettered", "Messages moved to the dead-letter queue."),
-)
+# QueueInfo's totals, each exposed as a counter labelled `queue`: (field, metric name, help).
+_TOTAL_METRICS = {
+    "pushed_total": ("queues_messages_pushed", "Messages ever pushed to the queue."),
+    "pulled_total": ("queues_messages_pulled", "Messages handed out by pulls, redeliveries included."),
+    "acked_total": ("queues_messages_acked", "Leased messages acknowledged."),
+    "dead_lettered_total": ("queues_messages_dead_lettered", "Messages moved to the dead-letter queue."),
+}
+QUEUE_TOTALS = tuple((field, *_TOTAL_METRICS[field]) for field in TOTALS)
 
 
 def _values_in_files():
@@ -58,7 +60,7 @@ class StateCollector:
 
     def collect(self):
         try:
-            infos = self._extensions["queues.manager"].list()
+            infos = self._extensions["queues.backend"].queues.list()
         except StorageUnavailable:
             infos = None  # the rest of /metrics is still worth having while the storage is away
         up = GaugeMetricFamily("queues_storage_up", "1 if the queues' storage answered this scrape, else 0.")
@@ -66,7 +68,7 @@ class StateCollector:
         yield up
         if infos is not None:
             yield from _queue_families(infos)
-        snapshotter = self._extensions.get("queues.snapshotter")
+        snapshotter = self._extensions["queues.backend"].snapshotter
         if snapshotter is not None:  # the memory backend only
             yield from _snapshot_families(snapshotter)
 

@@ -1,4 +1,4 @@
-"""The Redis queue backend: the same operations as queues.manager.QueueManager, on a shared Redis.
+"""The Redis queue backend: the memory backend's operations (queues.backend), on a shared Redis.
 
 Each operation is one call of a Lua script (redis_queues.lua), which Redis runs atomically, so any
 number of gunicorn workers and service instances can share the queues with the memory backend's
@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from queues import jsoncodec, message, redrive
+from queues.backend import UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
     IdempotencyKeyReused,
@@ -29,10 +30,15 @@ from queues.errors import (
     StorageUnavailable,
 )
 from queues.fifo import Lease
-from queues.manager import UNLIMITED_WAITERS, check_queue_name
+from queues.queue_info import STORED, TOTALS, queue_info
+from queues.sweeper import LeaseSweeper
 
 KEY_PREFIX = "queues:"
-SCRIPT = (Path(__file__).with_name("redis_queues.lua")).read_text()
+SCRIPT = (
+    (Path(__file__).with_name("redis_queues.lua"))
+    .read_text()
+    .replace("--[[STORED]]", ", ".join(f"'{field}'" for field in STORED))
+)
 # A long poll blocks in slices this long, so that a stopping server ends it soon.
 WAIT_SLICE_SECONDS = 1.0
 SOCKET_TIMEOUT_SECONDS = 5.0
@@ -45,9 +51,6 @@ _TRANSIENT_ERRORS = (
     redis.exceptions.TryAgainError,
 )
 _TRANSIENT_REPLIES = ("MISCONF", "BUSY", "NOREPLICAS")
-# The fields after name, size and in_flight in the script's info reply (its INFO_FIELDS).
-_INFO_FIELDS = ("max_messages", "schema", "created_at", "max_deliveries", "dead_letter_queue")
-_TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
 
 
 @contextlib.contextmanager
@@ -81,15 +84,28 @@ def _note(raw):
     return jsoncodec.loads(raw) if raw else None
 
 
-def _oldest(head):
-    """oldest_enqueued_at from the first 16 bytes of the head message ('' for an empty queue)."""
-    return message.iso_timestamp(struct.unpack_from("<d", head, 8)[0]) if head else None
+def _enqueued_at(head):
+    """The enqueue time in the first 16 bytes of the head message, or None ('' for an empty queue)."""
+    return struct.unpack_from("<d", head, 8)[0] if head else None
+
+
+# How each STORED field comes back from Redis (a hash field: bytes, and b"" for None).
+_DECODE_STORED = {
+    "max_messages": int,
+    "schema": _optional,
+    "max_deliveries": _number_or_none,
+    "dead_letter_queue": _optional,
+    "created_at": float,
+    **dict.fromkeys(TOTALS, int),
+}
 
 
 class RedisQueueManager:
-    """All queues, kept in Redis. Thread-safe; raises the API's errors like QueueManager."""
+    """All queues, kept in Redis. Thread-safe; raises the API's errors like MemoryQueueManager."""
 
-    def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX):
+    def __init__(self, url, connections, max_waiting=UNLIMITED_WAITERS, prefix=KEY_PREFIX, clock=None):
+        """clock: None for Redis's own clock for leases (the one every instance shares), or a
+        function returning wall-clock seconds, used for every time (tests step one by hand)."""
         self._redis = redis.Redis.from_url(
             url,
             max_connections=connections,
@@ -100,6 +116,8 @@ class RedisQueueManager:
         )
         self._script = self._redis.register_script(SCRIPT)
         self._prefix = prefix
+        self._clock = clock
+        self._now = clock or time.time  # enqueue and creation times
         self._waiting = threading.BoundedSemaphore(max_waiting)
         self._closed = False
         self._waits_released = False
@@ -109,7 +127,8 @@ class RedisQueueManager:
     def _run(self, operation, *args):
         """Run one operation of the script; returns (status, values): status is "ok" or an error code."""
         with _redis_errors():
-            reply = self._script(args=(operation, self._prefix, *args))
+            now_ms = "" if self._clock is None else int(self._clock() * 1000)
+            reply = self._script(args=(operation, self._prefix, now_ms, *args))
         return reply[0].decode(), reply[1:]
 
     def _change(self, operation, *args):
@@ -178,24 +197,12 @@ class RedisQueueManager:
     def _infos(self, *names):
         infos = []
         for name, size, in_flight, head, *fields in self._run("info", *names)[1]:
-            settings = dict(zip(_INFO_FIELDS + _TOTALS, fields, strict=True))
+            stored = {
+                field: _DECODE_STORED[field](value) for field, value in zip(STORED, fields, strict=True)
+            }
             with self._waiting_lock:
                 waiting = self._waiting_by_queue.get(name.decode(), 0)
-            infos.append(
-                {
-                    "name": name.decode(),
-                    "size": size,
-                    "in_flight": in_flight,
-                    "max_messages": int(settings["max_messages"]),
-                    "schema": _optional(settings["schema"]),
-                    "max_deliveries": _number_or_none(settings["max_deliveries"]),
-                    "dead_letter_queue": _optional(settings["dead_letter_queue"]),
-                    "created_at": message.iso_timestamp(float(settings["created_at"])),
-                    **{total: int(settings[total]) for total in _TOTALS},
-                    "oldest_enqueued_at": _oldest(head),
-                    "waiting_pulls": waiting,
-                }
-            )
+            infos.append(queue_info(name.decode(), size, in_flight, stored, _enqueued_at(head), waiting))
         return infos
 
     # --- queues -----------------------------------------------------------------------------
@@ -208,7 +215,7 @@ class RedisQueueManager:
             name,
             max_messages,
             schema or "",
-            repr(time.time()),
+            repr(self._now()),
             "" if max_deliveries is None else max_deliveries,
             dead_letter_queue or "",
         )
@@ -239,16 +246,10 @@ class RedisQueueManager:
         same script call as the push, so two pushes with one key never both add.
         """
         check_queue_name(name)
-        key, digest, lifetime_ms = (
-            ("", "", 0)
-            if idempotency is None
-            else (
-                idempotency.key,
-                idempotency.digest,
-                idempotency.seconds * 1000,
-            )
-        )
-        status, reply = self._change("push", name, repr(time.time()), key, digest, lifetime_ms, *bodies)
+        key, digest, lifetime_ms = ("", "", 0)
+        if idempotency is not None:
+            key, digest, lifetime_ms = idempotency.key, idempotency.digest, idempotency.seconds * 1000
+        status, reply = self._change("push", name, repr(self._now()), key, digest, lifetime_ms, *bodies)
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "queue_full":
@@ -410,3 +411,29 @@ class RedisQueueManager:
         """Return every expired lease's message to its queue (or dead-letter queue)."""
         if not self._closed:
             self._run("expire_all")
+
+
+class RedisBackend:
+    """The Redis backend as one part of the app: its queues and the lease sweeper. Redis persists
+    the queues itself; nothing is read or written here at start-up."""
+
+    snapshotter = None  # Redis snapshots by itself
+
+    def __init__(self, config):
+        # One connection per thread, plus the lease sweeper's and a spare for /health.
+        self.queues = RedisQueueManager(
+            config.storage.redis_url, config.server.threads + 2, config.queues.max_waiting_pulls
+        )
+        self._sweeper = LeaseSweeper(self.queues)
+
+    def start(self):
+        self._sweeper.start()
+
+    def stop(self):
+        """Refuse changes and let go of the connections."""
+        self._sweeper.stop()
+        self.queues.close()
+
+    def health(self):
+        """(failing, details) for GET /health: failing while Redis does not answer."""
+        return self.queues.health()

@@ -2,7 +2,8 @@
 -- before any other command, so checks and changes (max_messages, all-or-nothing batches, leases)
 -- cannot interleave, however many workers and instances call it.
 --
--- ARGV[1] is the operation, ARGV[2] the key prefix; the rest are the operation's arguments, passed
+-- ARGV[1] is the operation, ARGV[2] the key prefix, ARGV[3] the time in ms to use as now, or ''
+-- for Redis's own clock (tests step a clock through leases); the rest are the operation's arguments, passed
 -- to it as one table (never unpack()ed: a batch may hold more values than Lua's stack allows).
 -- Keys are built here from the prefix, so this needs a single Redis (not Redis Cluster). A reply is a table whose first element is 'ok' or an error code.
 --
@@ -18,7 +19,7 @@
 -- A message is stored as the memory backend stores it: an 8-byte little-endian id, an 8-byte
 -- double enqueue time, then the JSON body.
 
-local op, P = ARGV[1], ARGV[2]
+local op, P, CLOCK_MS = ARGV[1], ARGV[2], ARGV[3]
 local WAKE_TOKENS_MAX = 128
 local CHUNK = 1000 -- below Lua's limit on unpack()ed arguments
 
@@ -31,6 +32,9 @@ local function exists(queue)
 end
 
 local function now_ms()
+  if CLOCK_MS ~= '' then
+    return tonumber(CLOCK_MS)
+  end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
@@ -167,10 +171,9 @@ local function remembered(queue, idem_key, now)
   return redis.call('HGET', key(queue, 'idem'), idem_key)
 end
 
-local INFO_FIELDS = {
-  'max_messages', 'schema', 'created_at', 'max_deliveries', 'dead_letter_queue',
-  'pushed_total', 'pulled_total', 'acked_total', 'dead_lettered_total',
-}
+-- The meta fields that QueueInfo shows, in its order: queues/queue_info.py's STORED, filled in by
+-- queues/redis_manager.py when it loads this script.
+local INFO_FIELDS = {--[[STORED]]}
 
 local operations = {}
 
@@ -506,7 +509,7 @@ function operations.info(args)
 end
 
 local args = {}
-for i = 3, #ARGV do
-  args[i - 2] = ARGV[i]
+for i = 4, #ARGV do
+  args[i - 3] = ARGV[i]
 end
 return operations[op](args)

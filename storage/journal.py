@@ -9,6 +9,7 @@ payload, a pickled tuple of plain values. Like the snapshot, it is read with an 
 refuses every class.
 """
 
+import contextlib
 import logging
 import os
 import pickle
@@ -103,8 +104,13 @@ class Journal:
     """Appends records to the current generation's file; thread-safe.
 
     append() is called with the lock of what the record changes held, so records are in the order
-    the changes are applied; it is one write() into the OS's cache. sync() makes records durable
-    (fsync) and is called after the locks are released, so concurrent callers share one fsync.
+    the changes are applied; it is one write() into the OS's cache. With fsync=always, wait_durable()
+    fsyncs before the reply, after the locks are released, so concurrent callers share one fsync;
+    with everysec the checker thread fsyncs once a second, off the request path; with no, never.
+
+    A new generation starts in three steps, so that nothing slow runs under the caller's locks:
+    open_next() opens the file before them, switch() swaps the handle under them, and retire()
+    syncs and closes the previous file after them (discard() drops an opened file not switched to).
     """
 
     def __init__(self, snapshot_path, generation, fsync):
@@ -114,19 +120,19 @@ class Journal:
         self._sync_lock = threading.Lock()
         self._written = 0  # records appended, ever
         self._synced = 0  # records known to be on disk
-        self._good_size = 0  # file size after the last whole record
         self._stop = threading.Event()
         self._checker = threading.Thread(target=self._check_every_second, name="journal-check", daemon=True)
         self._lost = False  # the file was removed or replaced: nothing more may go into it
+        self._retired = []  # fds of earlier generations, switched away from but not yet synced and closed
         self.failure = None
         self.generation = generation
-        self._fd = self._open(generation)
+        self._fd, self._path, self._good_size = self._open(generation)
 
     def _open(self, generation):
+        """(fd, path, size) of generation's file, opened for appending."""
         path = journal_path(self._snapshot_path, generation)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._path, self._good_size = path, os.fstat(fd).st_size
-        return fd
+        return fd, path, os.fstat(fd).st_size
 
     def start(self):
         """Start the thread that checks the file every second (and fsyncs it, with everysec)."""
@@ -137,7 +143,7 @@ class Journal:
             try:
                 self._check_file()
                 if self._fsync == "everysec":
-                    self.sync(self._written)
+                    self._sync(self._written)
             except JournalWriteError:
                 continue  # already logged, and shown by /health; the next second tries again
 
@@ -166,7 +172,7 @@ class Journal:
         raise JournalWriteError(self.failure) from exc
 
     def append(self, record):
-        """Write one record (encoded by the caller); returns its sequence number for sync()."""
+        """Write one record (encoded by the caller); returns its sequence number for wait_durable()."""
         with self._lock:
             if self._lost:
                 raise JournalWriteError(self.failure)
@@ -186,46 +192,78 @@ class Journal:
             self._written += 1
             return self._written
 
-    def sync(self, sequence):
-        """Return once record number sequence is on disk (fsync=always); a no-op for other policies."""
-        if self._fsync == "no" or self._synced >= sequence:
+    def wait_durable(self, sequence):
+        """Return once record number sequence is on disk with fsync=always; at once otherwise."""
+        if self._fsync == "always":
+            self._sync(sequence)
+
+    def _sync(self, sequence):
+        """fsync every file holding records up to sequence, unless another caller's fsync did."""
+        if self._synced >= sequence:
             return
         with self._sync_lock:
             if self._synced >= sequence:
                 return  # another caller's fsync covered this record
-            target = self._written
+            with self._lock:
+                target, fd, retired = self._written, self._fd, list(self._retired)
             try:
-                os.fsync(self._fd)
+                for old in retired:
+                    os.fsync(old)
+                os.fsync(fd)
             except OSError as exc:
                 self._fail("fsync", exc)
             self._synced = target
 
-    def needs_sync(self):
-        return self._fsync == "always"
-
-    def rotate(self):
-        """Start the next generation; the caller holds every queue lock. Returns the new generation."""
-        with self._lock:
-            try:
-                if self._fsync != "no":
-                    os.fsync(self._fd)
-                fd = self._open(self.generation + 1)
-            except OSError as exc:
+    def open_next(self):
+        """Open the next generation's file, before the caller takes its locks; returns it for switch()."""
+        try:
+            return self._open(self.generation + 1)
+        except OSError as exc:
+            with self._lock:
                 self._fail("start a new journal file", exc)
-            os.close(self._fd)
-            self._fd = fd
+
+    def switch(self, opened):
+        """Write into opened (from open_next) from now on; the caller holds every queue lock.
+
+        Returns the new generation. No I/O: the previous file waits for retire().
+        """
+        with self._lock:
+            self._retired.append(self._fd)
+            self._fd, self._path, self._good_size = opened
             self.generation += 1
-            self._synced = self._written
             if self._lost:
                 log.info("journal: writing again, to %s", self._path)
                 self._lost, self.failure = False, None
             return self.generation
+
+    def retire(self):
+        """Sync (unless fsync=no) and close the files switched away from; after the caller's locks."""
+        with self._sync_lock:
+            with self._lock:
+                retired, self._retired = self._retired, []
+            try:
+                if self._fsync != "no":
+                    for fd in retired:
+                        os.fsync(fd)
+            except OSError as exc:
+                self._fail("fsync", exc)
+            finally:
+                for fd in retired:
+                    os.close(fd)
+
+    def discard(self, opened):
+        """Close and remove a file from open_next() that was not switched to."""
+        fd, path, _ = opened
+        os.close(fd)
+        path.unlink(missing_ok=True)
 
     def close(self):
         """Stop the fsync thread, make everything durable and close the file."""
         self._stop.set()
         if self._checker.is_alive():
             self._checker.join()
+        with contextlib.suppress(JournalWriteError):  # logged by _fail; the current file still closes
+            self.retire()
         with self._lock:
             if self._fsync != "no":
                 try:

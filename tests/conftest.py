@@ -1,6 +1,7 @@
 """Shared fixtures: a config under tmp_path, a fresh app per test, its client, and credentials."""
 
 import base64
+import json
 import time
 from pathlib import Path
 
@@ -51,6 +52,26 @@ def eventually(condition, timeout=15.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+class Clock:
+    """A wall clock the test moves by hand (backends take clock=)."""
+
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def lease(qm, count=1, seconds=30, queue="jobs"):
+    """Pull count messages of queue on a lease from a backend; their pulled forms, parsed."""
+    return [json.loads(r) for r in qm.pull(queue, count, lease=seconds)]
 
 
 def basic(user, password=None):

@@ -131,7 +131,7 @@ def test_snapshot_folds_the_journal_in_and_starts_a_new_generation(journaled, tm
     act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
     snapshot_path = tmp_path / "data" / "queues.pickle"
     first = generations(snapshot_path)
-    assert app.extensions["queues.snapshotter"].save() is True
+    assert app.extensions["queues.backend"].snapshotter.save() is True
     assert generations(snapshot_path) == [first[-1] + 1]
     act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}})
     recovered = journaled()
@@ -140,7 +140,7 @@ def test_snapshot_folds_the_journal_in_and_starts_a_new_generation(journaled, tm
 
 
 def test_a_failed_snapshot_keeps_every_generation_it_did_not_fold_in(journaled, tmp_path, monkeypatch):
-    from storage import snapshotter as snapshotter_module
+    from queues.memory import snapshotter as snapshotter_module
     from storage.snapshot import SnapshotError
 
     app = journaled()
@@ -151,7 +151,7 @@ def test_a_failed_snapshot_keeps_every_generation_it_did_not_fold_in(journaled, 
         raise SnapshotError("disk on fire")
 
     monkeypatch.setattr(snapshotter_module, "save_snapshot", fail)
-    assert app.extensions["queues.snapshotter"].save() is False
+    assert app.extensions["queues.backend"].snapshotter.save() is False
     act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}})
     assert len(generations(tmp_path / "data" / "queues.pickle")) == 2
     monkeypatch.undo()
@@ -228,7 +228,7 @@ def test_with_the_journal_off_old_journal_files_are_folded_in_then_removed(tmp_p
     app = create_app(config_off)
     try:
         assert act(app, "get", "/queues/jobs").status_code == 200
-        assert app.extensions["queues.snapshotter"].save() is True
+        assert app.extensions["queues.backend"].snapshotter.save() is True
         assert generations(tmp_path / "data" / "queues.pickle") == []
     finally:
         shutdown(app)
@@ -241,14 +241,28 @@ def test_removed_journal_file_refuses_changes_until_a_snapshot_starts_a_new_one(
     data = tmp_path / "data"
     data.rename(tmp_path / "elsewhere")
     with pytest.raises(journal_module.JournalWriteError):
-        app.extensions["queues.journal"]._check_file()  # what its thread does every second
+        app.extensions["queues.backend"].journal._check_file()  # what its thread does every second
     response = act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
     assert response.status_code == 503 and "was removed" in response.json["error"]["message"]
-    assert app.extensions["queues.snapshotter"].save() is False
+    assert app.extensions["queues.backend"].snapshotter.save() is False
     data.mkdir()
-    assert app.extensions["queues.snapshotter"].save() is True
+    assert app.extensions["queues.backend"].snapshotter.save() is True
     assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 2}}).status_code == 201
     assert app.test_client().get("/health").status_code == 200
     recovered = journaled("no")
     pulled = act(recovered, "post", "/queues/jobs/pull?max=5").json["messages"]
     assert [m["message"]["n"] for m in pulled] == [2]
+
+
+def test_a_record_written_just_before_a_new_generation_is_synced_in_its_own_file(tmp_path, monkeypatch):
+    journal = journal_module.Journal(tmp_path / "queues.pickle", 0, "always")
+    sequence = journal.append(encode(("take", "q", 1)))  # its writer has not waited for fsync yet
+    first_file = journal._fd
+    journal.switch(journal.open_next())  # a snapshot starts generation 1 before that writer syncs
+    synced = []
+    monkeypatch.setattr(journal_module.os, "fsync", synced.append)
+    journal.wait_durable(sequence)
+    assert first_file in synced
+    monkeypatch.undo()
+    journal.close()
+    assert generations(tmp_path / "queues.pickle") == [0, 1]

@@ -1,4 +1,4 @@
-"""Both backends as plain Python (QueueManager and RedisQueueManager on a real Redis): FIFO, limits,
+"""Both backends as plain Python (MemoryQueueManager and RedisQueueManager on a real Redis): FIFO, limits,
 long polls and many threads at once; and the memory backend's snapshots."""
 
 import json
@@ -9,9 +9,10 @@ import pytest
 
 from queues import message
 from queues import redis_manager as redis_manager_module
-from queues.backend import QueueBackend
+from queues.backend import UNLIMITED_WAITERS, QueueBackend
 from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
-from queues.manager import UNLIMITED_WAITERS, QueueManager
+from queues.memory.manager import MemoryQueueManager
+from queues.queue_info import FIELDS
 from queues.redis_manager import RedisQueueManager
 
 
@@ -31,7 +32,7 @@ def make_manager(request):
 
     def make(max_waiting=UNLIMITED_WAITERS, connections=16):
         if request.param == "memory":
-            made.append(QueueManager(max_waiting=max_waiting))
+            made.append(MemoryQueueManager(max_waiting=max_waiting))
         else:
             redis_server = request.getfixturevalue("redis_server")
             redis_server.client().flushall()
@@ -52,13 +53,30 @@ def manager(make_manager):
 
 @pytest.fixture
 def memory_manager():
-    qm = QueueManager()
+    qm = MemoryQueueManager()
     qm.create("q", max_messages=10)
     return qm
 
 
 def test_both_backends_provide_the_whole_backend_interface(manager):
     assert isinstance(manager, QueueBackend)
+
+
+def test_both_backends_give_queue_info_with_the_same_fields_in_the_same_order(manager):
+    manager.create("dead", 5)
+    manager.create("jobs", 5, schema="job", max_deliveries=3, dead_letter_queue="dead")
+    manager.push("jobs", bodies(1, 2))
+    manager.pull("jobs", 1, lease=30)
+    info = manager.info("jobs")
+    assert list(info) == list(FIELDS)
+    assert (info["size"], info["in_flight"], info["max_deliveries"], info["dead_letter_queue"]) == (
+        2,
+        1,
+        3,
+        "dead",
+    )
+    assert info["created_at"].endswith("Z") and info["pushed_total"] == 2 and info["pulled_total"] == 1
+    assert [list(listed) for listed in manager.list()] == [list(FIELDS)] * 3
 
 
 def test_pull_returns_messages_in_push_order(manager):
@@ -193,7 +211,7 @@ def test_snapshot_and_restore_keep_queues_messages_order_and_counters(memory_man
     memory_manager.push("q", bodies(1, 2, 3))
     memory_manager.pull("q")
     state, _ = memory_manager.snapshot()
-    restored = QueueManager.restore(state)
+    restored = MemoryQueueManager.restore(state)
     assert restored.list() == memory_manager.list()
     assert pulled_bodies(restored.pull("q", 10)) == bodies(2, 3)
     new_ids, _, _ = restored.push("q", bodies(4))

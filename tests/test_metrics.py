@@ -157,7 +157,7 @@ def test_metrics_still_answer_while_the_storage_is_away(client, app, monkeypatch
     def unavailable():
         raise StorageUnavailable("storage is away")
 
-    monkeypatch.setattr(app.extensions["queues.manager"], "list", unavailable)
+    monkeypatch.setattr(app.extensions["queues.backend"].queues, "list", unavailable)
     samples = scrape(client)
     assert value(samples, "queues_storage_up") == 0
     assert not any(name == "queues_queue_depth" for name, _ in samples)
@@ -181,7 +181,7 @@ def test_snapshot_series_appear_once_a_snapshot_is_written(make_app):
     assert value(samples, "queues_snapshot_failures_total") == 0
     assert value(samples, "queues_snapshot_last_success_timestamp_seconds") is None
     client.post("/queues", json={"name": "jobs"}, headers=basic("admin"))
-    assert app.extensions["queues.snapshotter"].save() is True
+    assert app.extensions["queues.backend"].snapshotter.save() is True
     samples = scrape(client)
     assert time.time() - 60 < value(samples, "queues_snapshot_last_success_timestamp_seconds") <= time.time()
     assert 0 < value(samples, "queues_snapshot_last_duration_seconds") < 60
@@ -193,8 +193,8 @@ def test_snapshot_failures_are_counted(make_app, tmp_path):
     client.post("/queues", json={"name": "jobs"}, headers=basic("admin"))
     (tmp_path / "data").rename(tmp_path / "moved")
     try:
-        assert app.extensions["queues.snapshotter"].save() is False
-        assert app.extensions["queues.snapshotter"].save() is False
+        assert app.extensions["queues.backend"].snapshotter.save() is False
+        assert app.extensions["queues.backend"].snapshotter.save() is False
     finally:
         (tmp_path / "moved").rename(tmp_path / "data")
     samples = scrape(client)

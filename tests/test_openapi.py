@@ -6,6 +6,8 @@ from pathlib import Path
 import yaml
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
+from queues.queue_info import FIELDS
+
 OPENAPI_FILE = Path(__file__).resolve().parents[1] / "queues" / "openapi.yaml"
 
 
@@ -47,3 +49,9 @@ def test_served_document_states_this_servers_limits(make_app):
     assert schemas["CreateQueue"]["properties"]["max_messages"]["maximum"] == 99
     assert schemas["PushBatch"]["properties"]["messages"]["maxItems"] == 7
     validate(document, cls=OpenAPIV30SpecValidator)
+
+
+def test_queue_info_schema_requires_exactly_the_fields_both_backends_give_in_their_order():
+    schema = yaml.safe_load(OPENAPI_FILE.read_text(encoding="utf-8"))["components"]["schemas"]["QueueInfo"]
+    assert schema["required"] == list(FIELDS)
+    assert set(schema["properties"]) == set(FIELDS)

@@ -10,10 +10,10 @@ import pytest
 from app import create_app, shutdown
 from queues.backend import Idempotency
 from queues.config import load_config
-from queues.manager import QueueManager
+from queues.memory.manager import MemoryQueueManager as QueueManager
 from queues.redis_manager import RedisQueueManager
 from tests.conftest import basic, write_config
-from tests.test_leases import Clock
+from tests.conftest import Clock
 
 
 @pytest.fixture

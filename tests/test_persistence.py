@@ -55,7 +55,7 @@ def test_failing_snapshot_makes_health_degraded_until_it_recovers(make_app, tmp_
 
 def test_unchanged_state_is_not_written_again(make_app, tmp_path):
     app = make_app()
-    snapshotter = app.extensions["queues.snapshotter"]
+    snapshotter = app.extensions["queues.backend"].snapshotter
     app.test_client().post("/queues", json={"name": "jobs"}, headers=basic("admin"))
     assert snapshotter.save() is True
     assert snapshotter.save() is False
@@ -76,7 +76,7 @@ def test_changes_after_shutdown_are_refused_with_503(make_app):
     app = make_app()
     client = app.test_client()
     client.post("/queues", json={"name": "jobs"}, headers=basic("admin"))
-    app.extensions["queues.manager"].close()
+    app.extensions["queues.backend"].queues.close()
     response = client.post("/queues/jobs/push", json={"message": {}}, headers=basic("admin"))
     assert response.status_code == 503
     assert response.json["error"]["code"] == "storage_unavailable"

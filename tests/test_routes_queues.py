@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from queues.backend import Backend, QueueBackend
+
 
 @pytest.fixture
 def app(app_on_each_backend):
@@ -122,3 +124,11 @@ def test_openapi_document_is_served_as_yaml(client):
     assert response.status_code == 200
     assert response.mimetype == "application/yaml"
     assert b"openapi:" in response.data
+
+
+def test_the_app_holds_one_backend_object_for_the_queues_their_threads_and_health(app):
+    backend = app.extensions["queues.backend"]
+    assert isinstance(backend, Backend) and isinstance(backend.queues, QueueBackend)
+    failing, details = backend.health()
+    assert failing is False and details["storage"]["last_error"] is None
+    assert (backend.snapshotter is None) == (details["storage"]["backend"] == "redis")

@@ -5,13 +5,14 @@ import pickle
 
 import pytest
 
-from queues.manager import SNAPSHOT_VERSION, QueueManager
+from queues.fifo import Queue
+from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
 from storage import snapshot as snapshot_module
 from storage.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 
 def state_with(messages_per_queue):
-    qm = QueueManager()
+    qm = MemoryQueueManager()
     for name, count in messages_per_queue.items():
         qm.create(name, max(count, 1), schema="job" if name == "jobs" else None)
         for start in range(0, count, 1000):
@@ -22,11 +23,11 @@ def state_with(messages_per_queue):
 def test_round_trip_keeps_every_queue_setting_and_message_in_order(tmp_path):
     state = state_with({"jobs": 25_001, "results": 3, "empty": 0})
     save_snapshot(tmp_path / "s.pickle", state)
-    assert load_snapshot(tmp_path / "s.pickle", SNAPSHOT_VERSION) == state
+    assert load_snapshot(tmp_path / "s.pickle", SNAPSHOT_VERSION, Queue.check_settings) == state
 
 
 def test_missing_file_loads_as_none(tmp_path):
-    assert load_snapshot(tmp_path / "none.pickle", SNAPSHOT_VERSION) is None
+    assert load_snapshot(tmp_path / "none.pickle", SNAPSHOT_VERSION, Queue.check_settings) is None
 
 
 def test_failed_write_leaves_the_previous_snapshot_whole(tmp_path, monkeypatch):
@@ -59,7 +60,7 @@ def test_pickle_that_names_a_callable_is_refused_and_runs_nothing(tmp_path, monk
     path = tmp_path / "evil.pickle"
     path.write_bytes(pickle.dumps({"version": 1, "next_id": 1, "queues": [], "x": _Exploit()}))
     with pytest.raises(SnapshotError, match="evil.pickle"):
-        load_snapshot(path, SNAPSHOT_VERSION)
+        load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -79,7 +80,7 @@ def test_damaged_file_raises_snapshot_error_and_is_left_alone(tmp_path, damage):
     damaged = damage(path.read_bytes())
     path.write_bytes(damaged)
     with pytest.raises(SnapshotError, match="s.pickle"):
-        load_snapshot(path, SNAPSHOT_VERSION)
+        load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
     assert path.read_bytes() == damaged
 
 
@@ -96,10 +97,10 @@ def test_file_with_the_wrong_shape_is_refused(tmp_path, header):
     path = tmp_path / "s.pickle"
     path.write_bytes(pickle.dumps(header))
     with pytest.raises(SnapshotError):
-        load_snapshot(path, SNAPSHOT_VERSION)
+        load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
 
 
 def test_unreadable_path_raises_snapshot_error(tmp_path):
     (tmp_path / "dir.pickle").mkdir()
     with pytest.raises(SnapshotError, match="dir.pickle"):
-        load_snapshot(tmp_path / "dir.pickle", SNAPSHOT_VERSION)
+        load_snapshot(tmp_path / "dir.pickle", SNAPSHOT_VERSION, Queue.check_settings)

@@ -11,7 +11,7 @@ from queues.responses import JSON_MIMETYPE
 
 def manager() -> QueueBackend:
     """The app's queue backend (memory or Redis)."""
-    return current_app.extensions["queues.manager"]
+    return current_app.extensions["queues.backend"].queues
 
 
 def settings():

@@ -3,8 +3,8 @@
 from flask import Blueprint, Response, current_app
 
 from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
+from queues.backend import check_queue_name
 from queues.errors import InvalidRequest, StorageUnavailable
-from queues.manager import check_queue_name
 from queues.responses import json_response
 from queues.routes import bounded_int, json_object_body, manager, settings
 from queues.schemas import SCHEMA_NAMES
@@ -16,7 +16,7 @@ MAX_DELIVERIES = 1000
 
 @bp.get("/health")
 def get_health():
-    failing, details = current_app.extensions["queues.health"]()
+    failing, details = current_app.extensions["queues.backend"].health()
     try:
         count = manager().count()
     except StorageUnavailable:

@@ -5,23 +5,23 @@ are taken registry first, then queues in LOCK_ORDER, so a queue with a dead-lett
 before every queue without one: moving dead letters holds a queue's lock, then its dead-letter
 queue's, which never has a dead-letter queue of its own, so no cycle can form.
 
-Every change is checked, then written to the journal (when there is one) while the lock is held,
-then applied; so the journal's order is the order of application, and a change that cannot be
-journaled is not applied. The only I/O under a lock is that one write() into the OS's cache.
+Every change is checked, then made as a record of queues.memory.changes: written to the journal
+(when there is one) while the lock is held, then applied; so the journal's order is the order of
+application, and a change that cannot be journaled is not applied. Start-up replays the journal
+through the same records. The only I/O under a lock is that one write() into the OS's cache.
 """
 
 import contextlib
 import itertools
-import re
 import secrets
 import threading
 import time
 
 from queues import message, redrive
+from queues.backend import UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
     IdempotencyKeyReused,
-    InvalidQueueName,
     QueueExists,
     QueueFull,
     QueueInUse,
@@ -30,18 +30,10 @@ from queues.errors import (
     StorageUnavailable,
 )
 from queues.fifo import Queue
+from queues.memory import changes
 from storage import journal as journal_format
 
-UNLIMITED_WAITERS = 1 << 30
-EXPIRED_REASON = "lease_expired"  # dead_letter.reason of a message whose last lease expired
-QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SNAPSHOT_VERSION = 1
-
-
-def check_queue_name(name):
-    """Raise InvalidQueueName unless name matches the contract's pattern."""
-    if not isinstance(name, str) or QUEUE_NAME.fullmatch(name) is None:
-        raise InvalidQueueName(f"queue name {name!r} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
 
 
 def lock_order(queue):
@@ -55,15 +47,15 @@ def _id_floor():
     return time.time_ns() // 1000
 
 
-class QueueManager:
+class MemoryQueueManager:
     """All queues of the service. Thread-safe; raises the API's errors (QueueNotFound, QueueFull...)."""
 
-    def __init__(self, next_id=None, clock=time.time, max_waiting=UNLIMITED_WAITERS):
+    def __init__(self, next_id=None, clock=time.time, max_waiting=UNLIMITED_WAITERS, state=None):
         self._clock = clock  # wall-clock seconds; tests pass a fake one to step through leases
         self._waiting = threading.BoundedSemaphore(max_waiting)
-        self._queues = {}
+        self._state = state or changes.State()
+        self._queues = self._state.queues
         self._lock = threading.Lock()
-        self._registry_changes = 0
         self._ids = itertools.count(max(next_id or 0, _id_floor()))
         self._journal = None
         self._generation = 0
@@ -80,23 +72,25 @@ class QueueManager:
         self._generation = generation
         self._journal = journal
 
-    def _write_ahead(self, *record):
-        """Journal a change before applying it; the caller holds the locks of what it changes.
+    def _encode(self, change):
+        """The journal's bytes for change, or None without a journal."""
+        return journal_format.encode(change.plain()) if self._journal else None
 
-        Returns the record's sequence number (or None without a journal) for _make_durable.
+    def _commit(self, change, encoded=None):
+        """Journal change, then apply it; the caller holds the locks of what it changes.
+
+        encoded is the change's bytes if the caller made them before taking its locks (a push).
+        Returns (the record's sequence number for _make_durable, or None; what apply returned).
         """
-        return self._append(journal_format.encode(record) if self._journal else None)
-
-    def _append(self, encoded):
-        """_write_ahead for a record already encoded (a push's, before its lock was taken)."""
         if self._closed:
             raise StorageUnavailable("the service is shutting down; nothing was changed")
-        if encoded is None:
-            return None
-        try:
-            return self._journal.append(encoded)
-        except journal_format.JournalWriteError as exc:
-            raise StorageUnavailable(f"{exc}; nothing was changed") from exc
+        sequence = None
+        if self._journal is not None:
+            try:
+                sequence = self._journal.append(encoded or self._encode(change))
+            except journal_format.JournalWriteError as exc:
+                raise StorageUnavailable(f"{exc}; nothing was changed") from exc
+        return sequence, change.apply(self._state)
 
     def _make_durable(self, *sequences):
         """Wait for the fsync the policy asks for; called after the locks are released."""
@@ -104,7 +98,7 @@ class QueueManager:
         if not written:
             return
         try:
-            self._journal.sync(max(written))
+            self._journal.wait_durable(max(written))
         except journal_format.JournalWriteError as exc:
             raise StorageUnavailable(f"{exc}; the change may not survive a crash") from exc
 
@@ -167,14 +161,13 @@ class QueueManager:
     def create(self, name, max_messages, schema=None, max_deliveries=None, dead_letter_queue=None):
         """Create an empty queue and return its info; raises QueueExists or InvalidRequest."""
         check_queue_name(name)
-        settings = (name, max_messages, schema, self._clock(), max_deliveries, dead_letter_queue)
+        create = changes.Create(name, max_messages, schema, self._clock(), max_deliveries, dead_letter_queue)
         with self._lock:
             if name in self._queues:
                 raise QueueExists(name)
             if dead_letter_queue is not None:
                 self._check_dead_letter_target(dead_letter_queue)
-            sequence = self._write_ahead("create", *settings)
-            queue = self._apply_create(*settings)
+            sequence, queue = self._commit(create)
         self._make_durable(sequence)
         with queue.lock:
             return queue.info()
@@ -187,15 +180,6 @@ class QueueManager:
         if target.dead_letter_queue is not None:
             raise BadDeadLetterQueue.chained(name)
 
-    def _apply_create(self, name, max_messages, schema, created_at, max_deliveries, dead_letter_queue):
-        queue = Queue(name, max_messages, schema, created_at, max_deliveries, dead_letter_queue)
-        if dead_letter_queue is not None:
-            # It cannot be deleted while this queue names it, so the reference stays valid.
-            queue.dead_letter_target = self._queues[dead_letter_queue]
-        self._queues[name] = queue
-        self._registry_changes += 1
-        return queue
-
     def delete(self, name):
         """Delete a queue with its messages; return how many messages went with it."""
         check_queue_name(name)
@@ -207,32 +191,24 @@ class QueueManager:
             if users:
                 raise QueueInUse.as_dead_letter_queue(name, users)
             with queue.lock:
-                sequence = self._write_ahead("delete", name)
-                deleted = self._apply_delete(queue)
+                sequence, deleted = self._commit(changes.Delete(name))
         self._make_durable(sequence)
         return deleted
-
-    def _apply_delete(self, queue):
-        """The caller holds the registry lock and queue.lock."""
-        del self._queues[queue.name]
-        self._registry_changes += 1
-        queue.deleted = True
-        queue.not_empty.notify_all()
-        return queue.clear()
 
     # --- messages ---------------------------------------------------------------------------
 
     def push(self, name, bodies, idempotency=None):
         """Append the JSON bodies in order, all or none; return (ids, size after, replayed).
 
-        With idempotency (a queues.backend.Idempotency) the key is checked and kept under the
-        queue's lock, in the push's own journal record.
+        With idempotency (a queues.backend.Idempotency) the key is checked under the queue's lock
+        and kept by the push's own record.
         """
         queue = self._get(name)
         now = self._clock()
         ids = [next(self._ids) for _ in bodies]
-        stored = list(map(message.pack, ids, itertools.repeat(now), bodies))
-        record = journal_format.encode(("push", name, stored)) if self._journal and not idempotency else None
+        shown = [message.format_id(i) for i in ids]
+        push = changes.Push(name, list(map(message.pack, ids, itertools.repeat(now), bodies)))
+        encoded = None if idempotency else self._encode(push)  # before the lock: pickling takes a while
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
@@ -244,15 +220,17 @@ class QueueManager:
                     return list(first[1]), first[2], True
             if len(bodies) > queue.max_messages - queue.size():
                 raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
-            shown = [message.format_id(i) for i in ids]
-            if idempotency is None:
-                sequence = self._append(record)
-            else:
-                kept = (idempotency.key, idempotency.digest, shown, queue.size() + len(bodies))
-                remembered = (*kept, now + idempotency.seconds)
-                sequence = self._write_ahead("push", name, stored, remembered)
-                queue.remember(*remembered)
-            queue.append(stored)
+            if idempotency is not None:
+                size_after = queue.size() + len(bodies)
+                remembered = (
+                    idempotency.key,
+                    idempotency.digest,
+                    shown,
+                    size_after,
+                    now + idempotency.seconds,
+                )
+                push = changes.Push(name, push.stored, remembered)
+            sequence, _ = self._commit(push, encoded)
             size = queue.size()
         self._make_durable(sequence)
         return shown, size, False
@@ -275,12 +253,10 @@ class QueueManager:
             if not available:
                 sequence, handed_out = None, []
             elif lease is None:
-                sequence = self._write_ahead("take", name, available)
-                handed_out = queue.take(available)
+                sequence, handed_out = self._commit(changes.Take(name, available))
             else:
-                expires_at = self._clock() + lease
-                sequence = self._write_ahead("lease", name, receipts[:available], expires_at)
-                leases = queue.lease(receipts[:available], expires_at)
+                leasing = changes.Lease(name, receipts[:available], self._clock() + lease)
+                sequence, leases = self._commit(leasing)
                 notes = queue.notes
                 handed_out = [(leased, notes.get(message.message_id(leased.stored))) for leased in leases]
             if queue.messages:
@@ -318,16 +294,9 @@ class QueueManager:
             unknown = [i for i, receipt in enumerate(receipts) if receipt not in queue.leases]
             if unknown or len(set(receipts)) != len(receipts):
                 raise ReceiptInvalid.in_batch(unknown)
-            sequence = self._write_ahead("ack", name, receipts)
-            self._apply_ack(queue, receipts)
+            sequence, _ = self._commit(changes.Ack(name, receipts))
         self._make_durable(expired, sequence)
         return len(receipts)
-
-    def _apply_ack(self, queue, receipts):
-        for receipt in receipts:
-            lease = queue.end_lease(receipt)
-            queue.notes.pop(message.message_id(lease.stored), None)
-        queue.acked_total += len(receipts)
 
     def nack(self, name, receipt, delay=0, reason=None):
         """End a lease: the message goes back to the head, or to the dead-letter queue.
@@ -344,9 +313,10 @@ class QueueManager:
                 raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
             dead = queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries
-            change = (receipt, hidden if delay > 0 and not dead else None, now + delay, reason, now)
-            sequence = self._write_ahead("nack", name, *change)
-            self._with_dead_letter_lock(queue, self._apply_nack, *change)
+            hidden = hidden if delay > 0 and not dead else None
+            sequence = self._with_dead_letter_lock(
+                queue, changes.Nack(name, receipt, hidden, now + delay, reason, now)
+            )
         self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
@@ -354,27 +324,16 @@ class QueueManager:
             "dead_lettered": dead,
         }
 
-    def _apply_nack(self, queue, receipt, hidden, until, reason, now):
-        """The caller holds queue's lock and its dead-letter queue's."""
-        queue.set_nack_reason(queue.leases[receipt].stored, reason)
-        if hidden is not None:
-            queue.hide(receipt, hidden, until)
-        else:
-            self._apply_return(queue, [receipt], reason, now)
-
     def extend(self, name, receipt, seconds):
-        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry.
-
-        Not journaled: after a restart every lease is over anyway.
-        """
+        """Make a lease end seconds from now; returns the lease's id, receipt and new expiry."""
         queue = self._get(name)
         with queue.lock:
             now = self._clock()
             expired = self._expire(queue, now)
-            lease = queue.extend(receipt, now + seconds)
-            if lease is None:
+            if receipt not in queue.leases:
                 raise ReceiptInvalid.one()
-        self._make_durable(expired)
+            sequence, lease = self._commit(changes.Extend(name, receipt, now + seconds))
+        self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "receipt": receipt,
@@ -397,11 +356,10 @@ class QueueManager:
                 counts = queue.deliveries
                 shown = [(stored, counts.get(message.message_id(stored), 0), None) for stored in page]
             notes = [queue.notes.get(message.message_id(stored)) for stored, _, _ in shown]
-        forms = [
+        return [
             message.browsed(stored, deliveries, note, expires_at)
             for (stored, deliveries, expires_at), note in zip(shown, notes, strict=True)
-        ]
-        return forms, total
+        ], total
 
     def purge(self, name):
         """Drop every message, leased ones included (their receipts end); returns how many."""
@@ -409,8 +367,7 @@ class QueueManager:
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
-            sequence = self._write_ahead("purge", name)
-            purged = queue.clear()
+            sequence, purged = self._commit(changes.Purge(name))
         self._make_durable(sequence)
         return purged
 
@@ -436,39 +393,10 @@ class QueueManager:
                 held.enter_context(locked.lock)
             if queue.deleted:
                 raise QueueNotFound(name)
-            chosen, kept, full = self._choose_moves(queue, moves, targets)
-            sequence = self._write_ahead("redrive", name, chosen) if chosen else None
-            moved = self._apply_redrive(queue, chosen, targets)
+            chosen, kept, full = _choose_moves(queue, moves, targets)
+            sequence, moved = self._commit(changes.Redrive(name, chosen)) if chosen else (None, {})
         self._make_durable(sequence)
         return moved, kept, full
-
-    @staticmethod
-    def _choose_moves(queue, moves, targets):
-        """The (id, destination) moves that can happen now; the caller holds every lock involved."""
-        present = {message.message_id(stored) for stored in queue.messages}
-        chosen, kept, adding = [], 0, {}
-        for stored, destination in moves:
-            target = targets[destination]
-            number = message.message_id(stored)
-            if target is None or target.deleted:
-                kept += 1
-            elif target.size() + adding.get(destination, 0) + 1 > target.max_messages:
-                return chosen, kept, True
-            elif number in present:
-                chosen.append((number, destination))
-                adding[destination] = adding.get(destination, 0) + 1
-        return chosen, kept, False
-
-    @staticmethod
-    def _apply_redrive(queue, chosen, targets):
-        """Move the chosen messages to their destinations' tails; the caller holds every lock."""
-        destination_of = dict(chosen)
-        moved = {}
-        for stored in queue.remove_for_redrive(set(destination_of)):
-            destination = destination_of[message.message_id(stored)]
-            targets[destination].append([stored])
-            moved[destination] = moved.get(destination, 0) + 1
-        return moved
 
     def expire_leases(self):
         """Return every expired lease's message to its queue (or dead-letter queue)."""
@@ -487,40 +415,17 @@ class QueueManager:
         if not due:
             return None
         try:
-            return self._with_dead_letter_lock(queue, self._return, due, now)
+            return self._with_dead_letter_lock(queue, changes.Return(queue.name, due, now))
         except StorageUnavailable:
             queue.schedule(due)  # still leased: the next sweep or pull tries again
             raise
 
-    def _with_dead_letter_lock(self, queue, change, *args):
-        """Run change(queue, *args) also holding the lock of queue's dead-letter queue, if any."""
+    def _with_dead_letter_lock(self, queue, change):
+        """Commit change (a Return or a Nack); the caller holds queue.lock, this takes its
+        dead-letter queue's. Returns the journal sequence."""
         target = queue.dead_letter_target
         with target.lock if target is not None else contextlib.nullcontext():
-            return change(queue, *args)
-
-    def _return(self, queue, receipts, now):
-        """Journal and apply the end of expired leases; the caller holds both locks."""
-        sequence = self._write_ahead("return", queue.name, receipts, now)
-        self._apply_return(queue, receipts, EXPIRED_REASON, now)
-        return sequence
-
-    def _apply_return(self, queue, receipts, reason, now):
-        """Put ended leases back at the head, or dead-letter those out of deliveries with reason."""
-        leases = [queue.end_lease(receipt) for receipt in receipts]
-        limit = queue.max_deliveries
-        dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
-        queue.put_back([lease for lease in leases if lease not in dead])
-        if dead:
-            notes = [queue.notes.pop(message.message_id(lease.stored), None) or {} for lease in dead]
-            for lease, note in zip(dead, notes, strict=True):
-                note["dead_letter"] = {
-                    "source_queue": queue.name,
-                    "deliveries": lease.deliveries,
-                    "dead_lettered_at": now,
-                    "reason": reason,
-                }
-            queue.dead_letter_target.add_dead_letters(dead, notes)
-            queue.dead_lettered_total += len(dead)
+            return self._commit(change)[0]
 
     # --- snapshot, restore, replay ----------------------------------------------------------
 
@@ -530,17 +435,28 @@ class QueueManager:
 
         Every lock is held for the copy, so the state is one instant's, and with a journal the next
         generation starts at that instant: state["journal_generation"] is the first generation that
-        the state does not hold.
+        the state does not hold. Its file is opened before the locks are taken, and the previous
+        one synced after they are released. Raises storage.journal.JournalWriteError.
         """
-        with self._lock, contextlib.ExitStack() as held:
-            queues = sorted(self._queues.values(), key=lock_order)
-            for queue in queues:
-                held.enter_context(queue.lock)
-            token = (self._registry_changes, *(queue.changes for queue in queues))
-            if token == unless_token:
-                return None
-            saved = [queue.settings() for queue in sorted(queues, key=lambda q: q.name)]
-            generation = self._next_generation()
+        opened = self._journal.open_next() if self._journal is not None else None
+        try:
+            with self._lock, contextlib.ExitStack() as held:
+                queues = sorted(self._queues.values(), key=lock_order)
+                for queue in queues:
+                    held.enter_context(queue.lock)
+                token = (self._state.registry_changes, *(queue.changes for queue in queues))
+                if token == unless_token:
+                    return None
+                saved = [queue.settings() for queue in sorted(queues, key=lambda q: q.name)]
+                if opened is None:
+                    generation = self._generation
+                else:
+                    generation, opened = self._journal.switch(opened), None
+        finally:
+            if opened is not None:
+                self._journal.discard(opened)
+        if self._journal is not None:
+            self._journal.retire()
         # Drawn after the copy, so every copied id is below it.
         state = {
             "version": SNAPSHOT_VERSION,
@@ -550,27 +466,37 @@ class QueueManager:
         }
         return state, token
 
-    def _next_generation(self):
-        if self._journal is None:
-            return self._generation
-        try:
-            return self._journal.rotate()
-        except journal_format.JournalWriteError as exc:
-            raise StorageUnavailable(str(exc)) from exc
-
     @classmethod
-    def restore(cls, state=None, records=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
-        """A manager holding a snapshot's state (None: empty) and the journal records written after
-        it, leases included: end_leases_after_restart ends them once the journal is started.
+    def restore(cls, state=None, replayed=(), clock=time.time, max_waiting=UNLIMITED_WAITERS):
+        """A manager holding a snapshot's state (None: empty) and the changes journaled after it
+        (queues.memory.changes records), leases included: end_leases_after_restart ends them once
+        the journal is started.
         """
-        manager = cls(next_id=state["next_id"] if state else None, clock=clock, max_waiting=max_waiting)
+        restored = changes.State()
         for saved in state["queues"] if state else ():
-            manager._queues[saved["name"]] = Queue.from_settings(saved)
-        for queue in manager._queues.values():
+            restored.queues[saved["name"]] = Queue.from_settings(saved)
+        for queue in restored.queues.values():
             if queue.dead_letter_queue is not None:
-                queue.dead_letter_target = manager._queues[queue.dead_letter_queue]
-        manager._replay(records)
+                queue.dead_letter_target = restored.queues[queue.dead_letter_queue]
+        # Ids go on above every replayed push's, whatever the clock says now.
+        pushes = [change.stored for change in replayed if type(change) is changes.Push and change.stored]
+        next_id = max([state["next_id"] if state else 0, *(message.message_id(s[-1]) + 1 for s in pushes)])
+        manager = cls(next_id=next_id, clock=clock, max_waiting=max_waiting, state=restored)
+        for change in replayed:
+            with manager._locks_of(change.name, change.other_queues()):
+                change.apply(restored)
         return manager
+
+    @contextlib.contextmanager
+    def _locks_of(self, name, others=()):
+        """The registry lock and every lock a change of queue name (and of others) may need, in
+        LOCK_ORDER."""
+        with self._lock, contextlib.ExitStack() as held:
+            queue = self._queues.get(name)
+            needed = {queue, queue and queue.dead_letter_target, *map(self._queues.get, others)} - {None}
+            for locked in sorted(needed, key=lock_order):
+                held.enter_context(locked.lock)
+            yield
 
     def end_leases_after_restart(self):
         """End every lease, as a restart ends them: in-flight messages are available again, at the
@@ -583,49 +509,24 @@ class QueueManager:
         for queue in self._all_queues():
             with queue.lock:
                 if queue.leases:
-                    sequences.append(self._write_ahead("restart", queue.name))
-                    queue.end_all_leases()
+                    sequences.append(self._commit(changes.Restart(queue.name))[0])
         self._make_durable(*sequences)
 
-    def _replay(self, records):
-        """Apply journal records; locks are taken as in normal running."""
-        for kind, name, *args in records:
-            if kind == "create":
-                with self._lock:
-                    self._apply_create(name, *args)
-                continue
-            queue = self._queues[name]
-            with self._lock if kind == "delete" else contextlib.nullcontext(), queue.lock:
-                if kind == "delete":
-                    self._apply_delete(queue)
-                elif kind == "push":
-                    queue.append(args[0])
-                    if len(args) > 1:
-                        queue.remember(*args[1])
-                    self._ids = itertools.count(max(next(self._ids), message.message_id(args[0][-1]) + 1))
-                elif kind == "take":
-                    queue.take(args[0])
-                elif kind == "lease":
-                    queue.lease(*args)
-                elif kind == "ack":
-                    self._apply_ack(queue, args[0])
-                elif kind == "return":
-                    # Journals written before dead letters carried a note have no time.
-                    now = args[1] if len(args) > 1 else self._clock()
-                    self._with_dead_letter_lock(queue, self._apply_return, args[0], EXPIRED_REASON, now)
-                elif kind == "nack":
-                    self._with_dead_letter_lock(queue, self._apply_nack, *args)
-                elif kind == "purge":
-                    queue.clear()
-                elif kind == "redrive":
-                    self._replay_redrive(queue, args[0])
-                elif kind == "restart":
-                    queue.end_all_leases()
 
-    def _replay_redrive(self, queue, chosen):
-        """Apply a journaled redrive; the caller holds queue's lock, this takes the destinations'."""
-        targets = {destination: self._queues[destination] for _, destination in chosen}
-        with contextlib.ExitStack() as held:
-            for target in {id(t): t for t in targets.values() if t is not queue}.values():
-                held.enter_context(target.lock)
-            self._apply_redrive(queue, chosen, targets)
+def _choose_moves(queue, moves, targets):
+    """The (id, destination) moves of a redrive page that can happen now, how many stay because
+    their destination is gone, and whether a full destination stops the redrive; the caller holds
+    every lock involved."""
+    present = {message.message_id(stored) for stored in queue.messages}
+    chosen, kept, adding = [], 0, {}
+    for stored, destination in moves:
+        target = targets[destination]
+        number = message.message_id(stored)
+        if target is None or target.deleted:
+            kept += 1
+        elif target.size() + adding.get(destination, 0) + 1 > target.max_messages:
+            return chosen, kept, True
+        elif number in present:
+            chosen.append((number, destination))
+            adding[destination] = adding.get(destination, 0) + 1
+    return chosen, kept, False

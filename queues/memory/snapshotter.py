@@ -4,9 +4,7 @@ import logging
 import threading
 import time
 
-from queues.errors import StorageUnavailable
-from queues.message import iso_timestamp
-from storage.journal import remove_journals_before
+from storage.journal import JournalWriteError, remove_journals_before
 from storage.snapshot import SnapshotError, save_snapshot
 
 log = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ class Snapshotter:
                 state, token = taken
                 save_snapshot(self._path, state)
                 remove_journals_before(self._path, state["journal_generation"])
-            except (SnapshotError, StorageUnavailable, OSError) as exc:
+            except (SnapshotError, JournalWriteError, OSError) as exc:
                 if self.last_error is None:
                     log.error("%s; the previous snapshot is kept and the service goes on", exc)
                 self.last_error = str(exc)
@@ -64,10 +62,6 @@ class Snapshotter:
             self.last_saved_at = time.time()
             log.debug("snapshot %s written in %.3f s", self._path, self.last_duration_seconds)
             return True
-
-    def last_saved_iso(self):
-        """When the last snapshot was written, ISO 8601, or None."""
-        return None if self.last_saved_at is None else iso_timestamp(self.last_saved_at)
 
     def stop(self):
         """Stop the thread and write a final snapshot; safe to call more than once."""
