@@ -3,7 +3,6 @@ one key pushed at once from many threads and two instances, and what a restart k
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -13,7 +12,6 @@ from queues.config import load_config
 from queues.memory.manager import MemoryQueueManager as QueueManager
 from queues.redis_manager import RedisQueueManager
 from tests.conftest import basic, write_config
-from tests.conftest import Clock
 
 
 @pytest.fixture
@@ -22,8 +20,8 @@ def redis_instances(redis_server):
     redis_server.client().flushall()
     made = []
 
-    def make(count=1):
-        made.extend(RedisQueueManager(redis_server.url, 16) for _ in range(count))
+    def make(count=1, clock=None):
+        made.extend(RedisQueueManager(redis_server.url, 16, clock=clock) for _ in range(count))
         return made[-count:]
 
     yield make
@@ -40,47 +38,52 @@ def leased(manager, queue="jobs", seconds=30):
     return json.loads(form)
 
 
-def test_delayed_nack_comes_back_after_its_delay_and_not_before():
-    clock = Clock()
-    qm = QueueManager(clock=clock)
-    qm.create("jobs", 10)
-    qm.push("jobs", [b'{"n":1}', b'{"n":2}'])
-    first = leased(qm)
-    qm.nack("jobs", first["receipt"], delay=60, reason="feed down")
-    assert pulled_numbers(qm) == [2]
+@pytest.fixture(params=["memory", "redis"])
+def backend(request, clock):
+    """A backend on the test's clock with the queue jobs (2 deliveries, dead letters to dead)."""
+    if request.param == "memory":
+        manager = QueueManager(clock=clock)
+    else:
+        (manager,) = request.getfixturevalue("redis_instances")(clock=clock)
+    manager.create("dead", 10)
+    manager.create("jobs", 10, max_deliveries=2, dead_letter_queue="dead")
+    yield manager
+    manager.close()
+
+
+def test_delayed_nack_comes_back_after_its_delay_and_not_before(backend, clock):
+    backend.push("jobs", [b'{"n":1}', b'{"n":2}'])
+    first = leased(backend)
+    backend.nack("jobs", first["receipt"], delay=60, reason="feed down")
+    assert pulled_numbers(backend) == [2]
     clock.now += 59.9
-    assert qm.pull("jobs", 1) == []
+    assert backend.pull("jobs", 1) == []
+    assert backend.info("jobs")["in_flight"] == 1
     clock.now += 0.2
-    (back,) = qm.pull("jobs", 1, lease=30)
-    assert (json.loads(back)["id"], json.loads(back)["deliveries"]) == (first["id"], 2)
-    assert json.loads(back)["last_nack_reason"] == "feed down"
+    back = leased(backend)
+    assert (back["id"], back["deliveries"], back["last_nack_reason"]) == (first["id"], 2, "feed down")
 
 
-def test_delayed_nack_on_redis_comes_back_after_its_delay_and_not_before(redis_instances):
-    # Redis keeps time by its own clock (TIME), which no test can move: a one-second delay.
-    (qm,) = redis_instances()
-    qm.create("jobs", 10)
-    qm.push("jobs", [b'{"n":1}'])
-    first = leased(qm)
-    started = time.monotonic()
-    qm.nack("jobs", first["receipt"], delay=1)
-    while time.monotonic() - started < 0.8:
-        assert qm.pull("jobs", 1) == []
-        time.sleep(0.1)
-    time.sleep(0.3)
-    (back,) = qm.pull("jobs", 1, lease=30)
-    assert (json.loads(back)["id"], json.loads(back)["deliveries"]) == (first["id"], 2)
+def test_dead_letter_note_says_where_when_and_why(backend, clock):
+    backend.push("jobs", [b'{"n":1}'])
+    backend.nack("jobs", leased(backend)["receipt"])
+    backend.nack("jobs", leased(backend)["receipt"], reason="bad data")
+    (form,) = backend.pull("dead", 1)
+    assert json.loads(form)["dead_letter"] == {
+        "source_queue": "jobs",
+        "deliveries": 2,
+        "dead_lettered_at": "2027-01-15T08:00:00.000Z",
+        "reason": "bad data",
+    }
 
 
-def test_idempotency_key_is_forgotten_after_its_lifetime():
-    clock = Clock()
-    qm = QueueManager(clock=clock)
-    qm.create("jobs", 10)
+def test_idempotency_key_is_forgotten_after_its_lifetime(backend, clock):
     once = Idempotency("k", "digest", 300)
-    ids, size, replayed = qm.push("jobs", [b"{}"], once)
-    assert qm.push("jobs", [b"{}"], once) == (ids, size, True) and not replayed
-    clock.now += 301
-    assert qm.push("jobs", [b"{}"], once)[1:] == (2, False)
+    ids, size, replayed = backend.push("jobs", [b"{}"], once)
+    clock.now += 299
+    assert backend.push("jobs", [b"{}"], once) == (ids, size, True) and not replayed
+    clock.now += 2
+    assert backend.push("jobs", [b"{}"], once)[1:] == (2, False)
 
 
 def run_at_once(count, target):
@@ -119,33 +122,18 @@ def test_sixteen_concurrent_pushes_with_one_key_from_two_instances_sharing_redis
     assert instances[1].info("jobs")["size"] == 1
 
 
-def test_redis_key_expires_after_its_lifetime(redis_instances):
-    (qm,) = redis_instances()
-    qm.create("jobs", 10)
-    once = Idempotency("k", "d", 1)
-    qm.push("jobs", [b"{}"], once)
-    assert qm.push("jobs", [b"{}"], once)[2]
-    time.sleep(1.1)
-    assert qm.push("jobs", [b"{}"], once)[1:] == (2, False)
-
-
-def test_snapshot_keeps_notes_and_idempotency_keys():
-    clock = Clock()
+def test_snapshot_keeps_notes_and_idempotency_keys(clock):
     qm = QueueManager(clock=clock)
     qm.create("dead", 10)
     qm.create("jobs", 10, max_deliveries=1, dead_letter_queue="dead")
     qm.push("jobs", [b'{"n":1}'], Idempotency("k", "d", 300))
     qm.nack("jobs", leased(qm)["receipt"], reason="bad")
+    dead_letters = qm.browse("dead", 10, 0)
     state, _ = qm.snapshot()
     restored = QueueManager.restore(state, clock=clock)
     assert restored.push("jobs", [b'{"n":1}'], Idempotency("k", "d", 300))[2]
-    (form,) = restored.pull("dead", 1)
-    assert json.loads(form)["dead_letter"] == {
-        "source_queue": "jobs",
-        "deliveries": 1,
-        "dead_lettered_at": "2027-01-15T08:00:00.000Z",
-        "reason": "bad",
-    }
+    assert restored.browse("dead", 10, 0) == dead_letters
+    assert json.loads(dead_letters[0][0])["dead_letter"]["reason"] == "bad"
 
 
 @pytest.fixture

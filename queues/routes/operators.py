@@ -4,8 +4,8 @@ from flask import Blueprint, current_app
 
 from queues import jsoncodec
 from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
-from queues.errors import InvalidRequest
 from queues.backend import check_queue_name
+from queues.errors import InvalidRequest
 from queues.responses import json_response
 from queues.routes import bounded_int, json_object_body, manager, query_int, query_params, settings
 
