@@ -166,12 +166,9 @@ class Service:
         self.server.stop()
 
 
-def measure(service, runs, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
+def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
     """wrk runs against path; with counter ("pushed_total" or "pulled_total"), messages/s too."""
-    runs_figures = [
-        measure_once(service, seconds, path, body, counter, prefill, idempotent) for _ in range(runs)
-    ]
-    return summarise(runs_figures)
+    return summarise([measure_once(service, seconds, path, body, counter, prefill) for _ in range(runs)])
 
 
 def measure_once(service, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
@@ -214,11 +211,10 @@ def throughput_phases(workdir, runs, seconds):
     batch = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
     single = b'{"message":' + JOB_BYTES + b"}"
     try:
+        push, keyed = plain_and_keyed_pushes(service, runs, seconds, single)
         phases = {
-            "push": measure(service, runs, seconds, "/queues/q/push", single, "pushed_total"),
-            "push_idempotency_key": measure(
-                service, runs, seconds, "/queues/q/push", single, "pushed_total", idempotent=True
-            ),
+            "push": push,
+            "push_idempotency_key": keyed,
             "pull": measure(
                 service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
             ),
@@ -272,6 +268,16 @@ JOURNAL_ROWS = (
     ("push_journal_everysec", "on", "everysec"),
     ("push_journal_always", "on", "always"),
 )
+
+
+def plain_and_keyed_pushes(service, runs, seconds, body):
+    """Single pushes without and with a fresh Idempotency-Key each, their runs alternating so that a
+    slow moment of the machine hits both."""
+    plain, keyed = [], []
+    for _ in range(runs):
+        plain.append(measure_once(service, seconds, "/queues/q/push", body, "pushed_total"))
+        keyed.append(measure_once(service, seconds, "/queues/q/push", body, "pushed_total", idempotent=True))
+    return summarise(plain), summarise(keyed)
 
 
 def journal_phases(workdir, runs, seconds):
