@@ -22,12 +22,13 @@ def browse_messages(name):
     queues.require(name)
     params = query_params(("limit", "offset", "state"))
     max_batch = settings().queues.max_batch
-    limit = query_int("limit", params["limit"], 1, max_batch) if "limit" in params else DEFAULT_BROWSE_LIMIT
+    default_limit = min(DEFAULT_BROWSE_LIMIT, max_batch)
+    limit = query_int("limit", params["limit"], 1, max_batch) if "limit" in params else default_limit
     offset = query_int("offset", params["offset"], 0, MAX_OFFSET) if "offset" in params else 0
     state = params.get("state", "available")
     if state not in STATES:
         raise InvalidRequest(f"state must be one of {', '.join(STATES)}")
-    forms, total = queues.browse(name, min(limit, max_batch), offset, leased=state == "leased")
+    forms, total = queues.browse(name, limit, offset, leased=state == "leased")
     return json_response(b'{"messages":[' + b",".join(forms) + b'],"total":%d}' % total)
 
 
