@@ -6,7 +6,7 @@ import sys
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from queues import auth, metrics, request_log
+from queues import auth, metrics, origin, request_log
 from queues.config import ConfigError, load_config
 from queues.error_handlers import register_error_handlers
 from queues.errors import StorageUnavailable
@@ -57,13 +57,15 @@ def create_app(config=None):
     # Files that can stop start-up are read before the state is recovered and a journal opened.
     app.extensions["queues.schemas"] = load_schemas()
     app.extensions["queues.openapi"] = render_openapi(config.queues)
-    auth.init_app(app, config.auth.users_file)
+    auth.init_app(app, config)
 
     backend = RedisBackend(config) if config.storage.backend == "redis" else MemoryBackend(config)
     app.extensions["queues.backend"] = backend
     register_error_handlers(app)
     metrics.init_app(app)  # first, so that its timing encloses the request log's hooks
-    request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes))
+    dropped = app.extensions["queues.metrics"].request_log_dropped
+    request_log.init_app(app, RequestLog(config.logging.file, config.logging.max_body_bytes, dropped.inc))
+    origin.init_app(app)  # a before_request hook: after routing, before the views' auth checks
     app.register_blueprint(admin.bp)
     app.register_blueprint(messages.bp)
     app.register_blueprint(operators.bp)

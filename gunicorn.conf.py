@@ -43,7 +43,8 @@ except ConfigError as exc:
 
 bind = f"{_config.server.host}:{_config.server.port}"
 workers = _config.server.workers
-worker_class = "gthread"
+# gthread, reading each request in the event loop before a thread is given (see queues/http_worker.py).
+worker_class = "queues.http_worker.RequestBufferingWorker"
 threads = _config.server.threads
 # The app (and its snapshot thread) must be built in the worker, not in the master.
 preload_app = False

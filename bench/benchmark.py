@@ -27,6 +27,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import attacks  # noqa: E402
 from queues.config import ServerConfig  # noqa: E402
 from queues.fifo import Queue  # noqa: E402
 from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager  # noqa: E402
@@ -496,6 +497,9 @@ def report(results):
         f"| push p99, {count:,} queued, no snapshot | {_fmt(memory['push_without_snapshot']['p99_ms'])} ms |",
         f"| push p99 while snapshots are written | {_fmt(memory['push_during_snapshot']['p99_ms'])} ms |",
         "",
+        "Good-request latency under attack (bench/attacks.py):",
+        "",
+        attacks.report(results["attacks"]),
         "| target | measured | met |",
         "|---|---|---|",
         *(f"| {name} | {value} | {'yes' if met else 'no'} |" for name, value, met in targets(results)),
@@ -533,6 +537,11 @@ def targets(results):
     found.append(("p99 during snapshots ≤ 2 × p99 without", f"{p99_ratio:.2f} ×", p99_ratio <= 2))
     ratio = journal_ratio(results)
     found.append(("push, journal on + fsync everysec ≥ 0.9 × journal off", f"{ratio:.2f} ×", ratio >= 0.9))
+    for attack in ("wrong_password_flood", "slow_clients"):
+        figures = results["attacks"][attack]
+        median, ratio = figures["median_ms"], figures["median_ratio"]
+        found.append((f"{attack}: median < 100 ms", f"{median:.1f} ms", median < 100))
+        found.append((f"{attack}: median ≤ 2 × quiet", f"{ratio:.2f} ×", ratio <= 2))
     return found
 
 
@@ -576,6 +585,7 @@ def main(argv=None):
             "redis": redis_phases(workdir, runs, seconds, [2] if args.quick else [1, 2, 4]),
             "memory": memory_and_snapshot_phases(workdir, runs, seconds, sizes),
             "snapshot_times": snapshot_times(workdir, sizes[-1], runs),
+            "attacks": attacks.measure(workdir, seconds),
         }
     text = report(results)
     print(text)

@@ -1,7 +1,8 @@
 """HTTP Basic authentication and roles: the only module that sees passwords.
 
 A slow salted hash is checked once per distinct (user, password); after that the pair is found in
-an in-memory cache keyed by a keyed BLAKE2 digest of it, so no plain password is kept.
+an in-memory cache keyed by a keyed BLAKE2 digest of it, so no plain password is kept. Failed logins
+are counted per source address (queues.login_throttle), checked before any hash runs.
 """
 
 import hashlib
@@ -11,12 +12,14 @@ import secrets
 import threading
 import time
 
-from flask import current_app
+from flask import current_app, request
 from flask_httpauth import HTTPBasicAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from queues.config import ServerConfig
 from queues.error_handlers import error_response
-from queues.users import ROLES_WITH_ACCESS, load_users
+from queues.login_throttle import FailedLogins, HashSlots, SharedFailedLogins, hash_slots_for
+from queues.users import ROLES_WITH_ACCESS, UsersFileError, load_users
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +37,16 @@ class Authenticator:
     so a changed password or role takes effect without a restart.
     """
 
-    def __init__(self, users_file):
+    def __init__(self, users_file, hash_slots=None):
         self._path = users_file
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache = {}
         self._users = load_users(users_file)
+        self._dummies = dummy_hashes(users_file, self._users)
         self._stamp = self._file_stamp()
         self._next_check = 0.0
-        # Checked for unknown names, so a wrong name costs as much time as a wrong password.
-        self._dummy_hash = generate_password_hash(secrets.token_hex(16), method=self._hash_method())
-
-    def _hash_method(self):
-        """The hash method of the users file's first user (werkzeug's default if there is none)."""
-        for user in self._users.values():
-            return user.password_hash.split("$", 1)[0]
-        return "scrypt"
+        self._hash_slots = hash_slots or HashSlots(hash_slots_for(ServerConfig.threads))
 
     def _file_stamp(self):
         stat = os.stat(self._path)
@@ -64,28 +61,29 @@ class Authenticator:
             stamp = self._file_stamp()
             if stamp != self._stamp:
                 users = load_users(self._path)
+                dummies = dummy_hashes(self._path, users)
                 with self._lock:
-                    self._users, self._stamp = users, stamp
+                    self._users, self._dummies, self._stamp = users, dummies, stamp
                     self._cache.clear()
                 log.info("reloaded users file %s (%d users)", self._path, len(users))
+        except (UsersFileError, OSError) as exc:
+            log.error("users file could not be reloaded; keeping the previous users: %s", exc)
         except Exception:
             log.exception("users file %s could not be reloaded; keeping the previous users", self._path)
 
     def verify(self, username, password):
-        """The User for these credentials, or None."""
+        """The User for these credentials, or None; raises TooManyRequests when the hash is busy."""
         self._reload_if_changed()
         key = hashlib.blake2b(f"{username}\0{password}".encode(), key=self._key, digest_size=32).digest()
         user = self._cache.get(key)
         if user is not None:
             return user
         with self._lock:
-            users = self._users
+            users, dummies = self._users, self._dummies
         user = users.get(username)
-        if user is None:
-            check_password_hash(self._dummy_hash, password)
-            return None
-        if not check_password_hash(user.password_hash, password):
-            return None
+        with self._hash_slots:
+            if not _check_as_every_method(user, password, dummies):
+                return None
         with self._lock:
             if users is self._users:
                 if len(self._cache) >= MAX_CACHED:
@@ -94,11 +92,62 @@ class Authenticator:
         return user
 
 
+def _hash_method(password_hash):
+    return password_hash.split("$", 1)[0]
+
+
+def dummy_hashes(path, users):
+    """{method: a hash of a random password} for each hash method in users.
+
+    Raises UsersFileError naming the first user whose hash this service cannot check.
+    """
+    dummies = {}
+    for user in users.values():
+        method = _hash_method(user.password_hash)
+        if method not in dummies:
+            try:
+                dummies[method] = generate_password_hash(secrets.token_hex(16), method=method)
+            except (ValueError, TypeError, MemoryError) as exc:
+                raise UsersFileError(
+                    f"{path}: user {user.name!r} has a password hash this service cannot check "
+                    f"(method {method!r}: {exc})"
+                ) from exc
+        if user.password_hash.count("$") < 2:
+            raise UsersFileError(f"{path}: user {user.name!r} has a malformed password hash")
+    return dummies or {"scrypt": generate_password_hash(secrets.token_hex(16))}
+
+
+def _check_as_every_method(user, password, dummies):
+    """Check password against user's hash and a dummy of every other method in the file.
+
+    Every name, known or not, so costs one check per method: timing tells no names apart.
+    """
+    own = _hash_method(user.password_hash) if user is not None else None
+    matched = False
+    for method, dummy in dummies.items():
+        if method == own:
+            matched = check_password_hash(user.password_hash, password)
+        else:
+            check_password_hash(dummy, password)
+    return matched
+
+
+def _source():
+    """The client's address (the forwarded one behind trusted proxies)."""
+    return request.remote_addr or "-"
+
+
 @auth.verify_password
 def _verify_password(username, password):
     if not username:
-        return None
-    return current_app.extensions["queues.authenticator"].verify(username, password)
+        return None  # no credentials: not a failed login
+    failed_logins = current_app.extensions["queues.failed_logins"]
+    source = _source()
+    failed_logins.check(source)
+    user = current_app.extensions["queues.authenticator"].verify(username, password)
+    if user is None:
+        failed_logins.fail(source)
+    return user
 
 
 @auth.get_user_roles
@@ -111,6 +160,14 @@ def _auth_error(status):
     return error_response(status, "authentication failed")
 
 
-def init_app(app, users_file):
-    """Attach an Authenticator for users_file to app."""
-    app.extensions["queues.authenticator"] = Authenticator(users_file)
+def init_app(app, config):
+    """Attach an Authenticator for the users file and a failed-login count to app."""
+    app.extensions["queues.authenticator"] = Authenticator(
+        config.auth.users_file, HashSlots(hash_slots_for(config.server.threads))
+    )
+    limits = (config.auth.max_failed_logins, config.auth.failed_login_window_seconds)
+    app.extensions["queues.failed_logins"] = (
+        SharedFailedLogins(config.storage.redis_url, *limits)
+        if config.storage.backend == "redis"
+        else FailedLogins(*limits)
+    )

@@ -51,6 +51,8 @@ class PersistenceConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     users_file: Path = Path("users.yaml")
+    max_failed_logins: int = 10
+    failed_login_window_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,13 @@ def _storage(s):
 
 
 def _auth(s):
-    return AuthConfig(users_file=s.path("users_file", AuthConfig.users_file))
+    return AuthConfig(
+        users_file=s.path("users_file", AuthConfig.users_file),
+        max_failed_logins=s.integer("max_failed_logins", AuthConfig.max_failed_logins, 1, 1_000_000),
+        failed_login_window_seconds=s.number(
+            "failed_login_window_seconds", AuthConfig.failed_login_window_seconds, 0, inclusive=False
+        ),
+    )
 
 
 _SECTIONS = {

@@ -46,7 +46,7 @@ def error_response(status, message, headers=None):
 
 def _handle_service_error(error):
     g.error_code = error.code
-    return json_response(error.to_dict(), error.status)
+    return json_response(error.to_dict(), error.status, error.headers)
 
 
 def _handle_http_exception(error):

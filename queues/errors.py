@@ -9,6 +9,7 @@ class QueueServiceError(Exception):
 
     status = 500
     code = "internal_error"
+    headers = None  # extra response headers, e.g. Retry-After
 
     def __init__(self, message, details=None):
         super().__init__(message)
@@ -90,6 +91,21 @@ class BadDeadLetterQueue(InvalidRequest):
     @classmethod
     def chained(cls, name):
         return cls(f"dead_letter_queue '{name}' has a dead-letter queue of its own; chains are not allowed")
+
+
+class CrossOrigin(QueueServiceError):
+    status, code = 403, "cross_origin"
+
+    def __init__(self):
+        super().__init__("cross-site request refused: its Origin is not this service's")
+
+
+class TooManyRequests(QueueServiceError):
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message, retry_after):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class StorageUnavailable(QueueServiceError):

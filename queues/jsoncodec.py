@@ -1,6 +1,7 @@
 """JSON encoding and decoding: orjson for speed, the standard library where orjson would lose data."""
 
 import json
+import re
 
 import orjson
 
@@ -9,6 +10,11 @@ import orjson
 # than a regular expression over a large body.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGIT_RUN = b"0" * 19
+# orjson's encoder refuses values nested deeper than this; they are refused on the way in, so that
+# nothing accepted fails to encode later. Only a body with more brackets than this needs the walk.
+MAX_DEPTH = 254
+# A surrogate escape (\ud800-\udfff): the standard library decodes a lone one, which cannot be encoded.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JsonDecodeError(ValueError):
@@ -26,12 +32,38 @@ def _finite_float(text):
     return value
 
 
+def _check_encodable(value, check_text):
+    """Raise ValueError if value nests deeper than MAX_DEPTH or (check_text) holds a lone surrogate."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+        elif check_text and isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise ValueError("a string holds a lone surrogate escape") from None
+
+
 def loads(data):
-    """Decode JSON bytes; NaN, Infinity and out-of-range numbers are errors, large integers are exact."""
+    """Decode JSON bytes; NaN, Infinity, out-of-range numbers, lone surrogates and values nested
+    deeper than MAX_DEPTH are errors, large integers are exact."""
     try:
         if _LONG_DIGIT_RUN not in data.translate(_DIGITS_TO_ZERO):
-            return orjson.loads(data)
-        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+            value = orjson.loads(data)
+            check_text = False  # orjson refuses lone surrogates itself
+        else:
+            value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+            check_text = _SURROGATE_ESCAPE.search(data) is not None
+        if check_text or data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+            _check_encodable(value, check_text)
+        return value
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise JsonDecodeError(str(exc)) from exc
 

@@ -147,6 +147,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self._registry,
         )
+        self.request_log_dropped = Counter(
+            "queues_request_log_dropped",
+            "Request log lines that could not be written (see /health while it lasts).",
+            registry=self._registry,
+        )
         if self._registry is not None:
             self._registry.register(self.state)
         self._write_failed = False

@@ -7,10 +7,12 @@ so a request never waits on the disk, and a logging failure never fails it.
 
 import itertools
 import logging
+import os
 import re
 import secrets
 import time
 from typing import NamedTuple
+from urllib.parse import unquote_plus
 
 from flask import g, request
 from werkzeug.exceptions import HTTPException
@@ -22,12 +24,30 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _CLIENT_REQUEST_ID = re.compile(r"[\w.:@/+=-]{1,128}")
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+# Headers and query parameters whose name holds one of these (any case) are logged as ***.
+_SECRET_NAME = re.compile(r"token|secret|password|passwd|key|auth|session|cookie", re.IGNORECASE)
+_NOT_SECRET = frozenset({"idempotency-key", "www-authenticate"})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
+# Of a credential header, only a known scheme's name is kept ("Basic ***").
+_KNOWN_SCHEMES = frozenset(
+    {"basic", "bearer", "digest", "negotiate", "ntlm", "hoba", "mutual", "aws4-hmac-sha256"}
 )
-# Request ids: a random per-process prefix and a counter (unique, and no system call per request).
-_ID_PREFIX = secrets.token_hex(8)
-_id_counter = itertools.count(1)
+MASK = "***"
+
+
+def _new_id_prefix():
+    """Request ids: a random per-process prefix and a counter (unique, and no system call per request).
+
+    Drawn again in every forked child: gunicorn's master imports this module before it forks the
+    workers, which would otherwise all share one prefix and hand out the same ids.
+    """
+    global _ID_PREFIX, _id_counter
+    _ID_PREFIX = secrets.token_hex(8)
+    _id_counter = itertools.count(1)
+
+
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 class Exchange(NamedTuple):
@@ -70,14 +90,31 @@ def _request_headers(environ):
     return headers
 
 
+def _is_secret(name):
+    return name.lower() not in _NOT_SECRET and _SECRET_NAME.search(name) is not None
+
+
 def _masked(headers):
     masked = {}
     for name, value in headers:
-        if name.lower() in _SECRET_HEADERS:
-            scheme = value.split(" ", 1)[0] if " " in value else ""
-            value = f"{scheme} ***" if scheme else "***"
+        if name.lower() in _CREDENTIAL_HEADERS:
+            scheme = value.split(" ", 1)[0]
+            value = f"{scheme} {MASK}" if scheme.lower() in _KNOWN_SCHEMES and " " in value else MASK
+        elif _is_secret(name):
+            value = MASK
         masked[name] = value
     return masked
+
+
+def _masked_query(query):
+    """The query string with the value of every secret-named parameter replaced by ***."""
+    if not _SECRET_NAME.search(unquote_plus(query)):
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, sep, _ = part.partition("=")
+        parts.append(f"{name}={MASK}" if _is_secret(unquote_plus(name)) else part)
+    return "&".join(parts)
 
 
 def _body(data, limit):
@@ -101,7 +138,8 @@ class _ExchangeFormatter(logging.Formatter):
         environ = x.environ
         client = _client_address(environ)
         server = _address(environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
-        who = {"user": x.user, "role": x.role, "query": environ.get("QUERY_STRING", "")}
+        query = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")
+        who = {"user": x.user, "role": x.role, "query": _masked_query(query)}
         common = {
             "request_id": x.request_id,
             "method": environ.get("REQUEST_METHOD"),
@@ -137,8 +175,8 @@ class _ExchangeFormatter(logging.Formatter):
 class RequestLog(LogWriter):
     """The request log file, fed with Exchanges."""
 
-    def __init__(self, path, max_body_bytes):
-        super().__init__(path, _ExchangeFormatter(max_body_bytes))
+    def __init__(self, path, max_body_bytes, on_drop=lambda lines: None):
+        super().__init__(path, _ExchangeFormatter(max_body_bytes), on_drop)
 
 
 def _request_body(req):
@@ -192,3 +230,10 @@ def init_app(app, request_log):
 
     app.before_request(_start_request)
     app.extensions["queues.request_log"] = request_log
+
+
+def health(request_log):
+    """(failing, details) of the request log for /health: an instance that cannot keep its audit
+    log is degraded, so that a load balancer routes around it."""
+    failure = request_log.failure
+    return failure is not None, {"last_error": failure, "dropped_lines": request_log.dropped}

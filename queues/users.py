@@ -8,6 +8,7 @@ python -m queues.users list
 import argparse
 import getpass
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from werkzeug.security import generate_password_hash
 from queues.config import ConfigError, load_config
 
 ROLES_WITH_ACCESS = ("admin", "manager")
+# No ':' (Basic credentials split on the first one), no spaces or control characters, never empty.
+USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 class UsersFileError(Exception):
@@ -49,25 +52,57 @@ def load_users(path):
             and isinstance(entry.get("password_hash"), str)
         ):
             raise UsersFileError(f"{path}: user {name!r} needs a 'role' and a 'password_hash' string")
-        users[str(name)] = User(str(name), entry["role"], entry["password_hash"])
+        name = str(name) if type(name) is int else name  # YAML reads `1234:` as a number
+        check_user_name(name, path)
+        users[name] = User(name, entry["role"], entry["password_hash"])
     return users
 
 
+def check_user_name(name, path):
+    """Raise UsersFileError unless name matches USER_NAME."""
+    if not (isinstance(name, str) and USER_NAME.fullmatch(name)):
+        raise UsersFileError(
+            f"{path}: user name {name!r} is not allowed: expected 1 to 64 of A-Z a-z 0-9 _ . @ -"
+        )
+
+
 def save_users(path, users):
-    """Write {name: User} to path atomically, so a running server never reads half a file."""
+    """Write {name: User} to path atomically, so a running server never reads half a file.
+
+    A file that exists keeps its owner, group and mode (the service's user must still read it);
+    a new one is 0600, owned by whoever runs this.
+    """
     path = Path(path)
     data = {"users": {u.name: {"role": u.role, "password_hash": u.password_hash} for u in users.values()}}
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        before = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             yaml.safe_dump(data, out, sort_keys=True)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
+            if before is None:
+                os.fchmod(out.fileno(), 0o600)
+            else:
+                _keep_owner_and_mode(out.fileno(), before, path)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _keep_owner_and_mode(fd, before, path):
+    if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+        try:
+            os.fchown(fd, before.st_uid, before.st_gid)
+        except PermissionError as exc:
+            raise UsersFileError(
+                f"{path}: cannot keep its owner {before.st_uid}:{before.st_gid}; run as that user or root"
+            ) from exc
+    os.fchmod(fd, before.st_mode & 0o7777)
 
 
 def _read_password(from_stdin):
@@ -106,6 +141,7 @@ def main(argv=None):
             if users.pop(args.name, None) is None:
                 raise UsersFileError(f"{path}: no user {args.name!r}")
         else:
+            check_user_name(args.name, path)
             password = _read_password(args.password_stdin)
             if not password:
                 raise UsersFileError("the password must not be empty")

@@ -1,15 +1,22 @@
 """The snapshot file: the whole state as a sequence of pickles, written atomically, read safely.
 
 Layout: one pickled header dict (every queue's settings and message count, without messages),
-then each queue's messages in order as pickled lists of at most CHUNK stored messages. Chunks keep
-each pickling step short, so the writer thread never holds the GIL long enough to stall requests.
+then each queue's messages in order as pickled lists of at most CHUNK stored messages, then a
+pickled trailer {"sha256": digest of every byte before it}. Chunks keep each pickling step short,
+so the writer thread never holds the GIL long enough to stall requests. The header's "checksum"
+key says a trailer follows; a file from before checksums has neither and loads with a warning.
 """
 
 import contextlib
+import hashlib
 import io
+import logging
 import os
 import pickle
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+CHECKSUM = "sha256"
 
 CHUNK = 10_000
 
@@ -38,24 +45,61 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+class _HashingWriter:
+    """A binary file wrapper that hashes what is written through it."""
+
+    def __init__(self, out):
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data):
+        self.digest.update(data)
+        return self._out.write(data)
+
+
+class _HashingReader:
+    """A binary file wrapper that hashes what is read through it (what pickle.Unpickler needs)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        self.digest.update(data)
+        return data
+
+    def readline(self):
+        data = self._stream.readline()
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer):
+        count = self._stream.readinto(buffer)
+        self.digest.update(memoryview(buffer)[:count])
+        return count
+
+
 def save_snapshot(path, state):
     """Write state (plain data: a dict with a "queues" list) to path: temp file, fsync, rename, fsync
     directory."""
     path = Path(path)
-    header = dict(state, queues=[])
+    header = dict(state, queues=[], checksum=CHECKSUM)
     for saved in state["queues"]:
         settings = {k: v for k, v in saved.items() if k != "messages"}
         header["queues"].append(dict(settings, size=len(saved["messages"])))
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as out:
+        with open(tmp, "wb") as file:
+            out = _HashingWriter(file)
             pickle.dump(header, out, protocol=pickle.HIGHEST_PROTOCOL)
             for saved in state["queues"]:
                 messages = saved["messages"]
                 for start in range(0, len(messages), CHUNK):
                     pickle.dump(messages[start : start + CHUNK], out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
-            os.fsync(out.fileno())
+            pickle.dump({CHECKSUM: out.digest.hexdigest()}, file, protocol=pickle.HIGHEST_PROTOCOL)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
         _fsync_directory(path.parent)
     except OSError as exc:
@@ -107,8 +151,20 @@ def load_snapshot(path, expected_version, check_queue):
         return _read_snapshot(path, stream, expected_version, check_queue)
 
 
+def _check_trailer(unpickler, hashed, header, path):
+    """Compare the trailer's checksum with the bytes read; warn for a file from before checksums."""
+    if header.pop("checksum", None) != CHECKSUM:
+        log.warning("%s: written before snapshots had a checksum; loading it unchecked", path)
+        return
+    digest = hashed.digest.hexdigest()
+    trailer = unpickler.load()
+    if not isinstance(trailer, dict) or trailer.get(CHECKSUM) != digest:
+        raise ValueError("its checksum does not match its content (the file is damaged)")
+
+
 def _read_snapshot(path, stream, expected_version, check_queue):
-    unpickler = _NoClassesUnpickler(stream)
+    hashed = _HashingReader(stream)
+    unpickler = _NoClassesUnpickler(hashed)
     try:
         header = unpickler.load()
         _check_header(header, check_queue)
@@ -116,11 +172,17 @@ def _read_snapshot(path, stream, expected_version, check_queue):
             raise ValueError(f"version {header.get('version')!r} is not {expected_version}")
         for settings in header["queues"]:
             settings["messages"] = _read_messages(unpickler, settings.pop("size"))
+        _check_trailer(unpickler, hashed, header, path)
         if stream.read(1):
             raise ValueError("unexpected data after the last queue")
     except Exception as exc:
-        raise SnapshotError(
-            f"{path}: not a readable snapshot ({exc}); it was left as it is. Move it away to start "
-            "empty, or restore a backup"
-        ) from exc
+        raise refused(path, exc) from exc
     return header
+
+
+def refused(path, reason):
+    """The SnapshotError that stops start-up for a snapshot at path that cannot be trusted."""
+    return SnapshotError(
+        f"{path}: not a readable snapshot ({reason}); it was left as it is. Move it away to start "
+        "empty, or restore a backup"
+    )

@@ -1,10 +1,17 @@
 """Credential checks: the slow hash runs once per distinct credential pair, then the cache answers."""
 
+import threading
+import time
+
 import pytest
+from werkzeug.security import generate_password_hash
 
 from queues import auth as auth_module
 from queues.auth import Authenticator
-from tests.conftest import PASSWORDS, write_users
+from queues.errors import TooManyRequests
+from queues.login_throttle import FailedLogins, HashSlots
+from queues.users import User, UsersFileError, load_users, save_users
+from tests.conftest import FAST_HASH, PASSWORDS, write_users
 
 
 @pytest.fixture
@@ -12,22 +19,27 @@ def counted(tmp_path, monkeypatch):
     """An Authenticator over a fresh users file, and a list that records each slow hash check."""
     write_users(tmp_path / "users.yaml")
     authenticator = Authenticator(tmp_path / "users.yaml")
+    return authenticator, record_checks(monkeypatch)
+
+
+def record_checks(monkeypatch):
+    """A list that gets (hash method, password) for every slow hash check from now on."""
     checks = []
     real_check = auth_module.check_password_hash
 
     def check(hashed, password):
-        checks.append(password)
+        checks.append((hashed.split("$", 1)[0], password))
         return real_check(hashed, password)
 
     monkeypatch.setattr(auth_module, "check_password_hash", check)
-    return authenticator, checks
+    return checks
 
 
 def test_verified_credentials_are_cached(counted):
     authenticator, checks = counted
     for _ in range(5):
         assert authenticator.verify("manager", PASSWORDS["manager"]).role == "manager"
-    assert checks == [PASSWORDS["manager"]]
+    assert [password for _, password in checks] == [PASSWORDS["manager"]]
 
 
 def test_wrong_password_is_never_cached_or_accepted(counted):
@@ -35,13 +47,13 @@ def test_wrong_password_is_never_cached_or_accepted(counted):
     assert authenticator.verify("manager", PASSWORDS["manager"]) is not None
     for _ in range(3):
         assert authenticator.verify("manager", "guess") is None
-    assert checks.count("guess") == 3
+    assert [password for _, password in checks].count("guess") == 3
 
 
 def test_unknown_user_still_pays_for_a_hash_check(counted):
     authenticator, checks = counted
     assert authenticator.verify("nobody", "pw") is None
-    assert checks == ["pw"]
+    assert [password for _, password in checks] == ["pw"]
 
 
 def test_cache_key_binds_user_and_password(counted):
@@ -65,3 +77,93 @@ def test_broken_users_file_on_reload_keeps_the_previous_users(counted, tmp_path,
     (tmp_path / "users.yaml").write_text("users: [this is not a mapping]\n")
     assert authenticator.verify("admin", PASSWORDS["admin"]) is not None
     assert "could not be reloaded" in caplog.text
+
+
+def write_mixed_users(path):
+    """A users file mixing hash methods: a fast pbkdf2 user and a slow scrypt one."""
+    save_users(
+        path,
+        {
+            "fast": User("fast", "manager", generate_password_hash("pw-fast", method=FAST_HASH)),
+            "slow": User("slow", "manager", generate_password_hash("pw-slow", method="scrypt:1024:8:1")),
+        },
+    )
+
+
+def test_every_name_costs_one_check_per_method_when_methods_are_mixed(tmp_path, monkeypatch):
+    write_mixed_users(tmp_path / "users.yaml")
+    authenticator = Authenticator(tmp_path / "users.yaml")
+    checks = record_checks(monkeypatch)
+    costs = {}
+    for name in ("fast", "slow", "nobody"):
+        checks.clear()
+        assert authenticator.verify(name, "wrong") is None
+        costs[name] = sorted(method for method, _ in checks)
+    assert costs["fast"] == costs["slow"] == costs["nobody"] == sorted([FAST_HASH, "scrypt:1024:8:1"])
+    assert authenticator.verify("slow", "pw-slow").name == "slow"
+
+
+@pytest.mark.parametrize(
+    "bad_hash", ["md5$abc$def", "scrypt:x:8:1$salt$hash", "no-dollar-signs", "pbkdf2:nosuch:1$s$h"]
+)
+def test_a_hash_the_service_cannot_check_stops_start_up_naming_the_user(tmp_path, bad_hash):
+    write_users(tmp_path / "users.yaml")
+    users = load_users(tmp_path / "users.yaml")
+    users["mallory"] = User("mallory", "admin", bad_hash)
+    save_users(tmp_path / "users.yaml", users)
+    with pytest.raises(UsersFileError, match="user 'mallory'") as raised:
+        Authenticator(tmp_path / "users.yaml")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_hash_the_service_cannot_check_on_reload_keeps_the_previous_users(
+    counted, tmp_path, monkeypatch, caplog
+):
+    authenticator, _ = counted
+    monkeypatch.setattr(auth_module, "RELOAD_CHECK_SECONDS", 0.0)
+    users = load_users(tmp_path / "users.yaml")
+    users["mallory"] = User("mallory", "admin", "md5$abc$def")
+    save_users(tmp_path / "users.yaml", users)
+    assert authenticator.verify("admin", PASSWORDS["admin"]) is not None
+    assert authenticator.verify("mallory", "x") is None
+    assert "user 'mallory'" in caplog.text and "keeping the previous users" in caplog.text
+
+
+def test_logins_beyond_the_hash_slots_are_refused_at_once(tmp_path):
+    slots = HashSlots(1)  # one hashing, one waiting; the next is refused
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with slots:
+            entered.set()
+            release.wait(5)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for holder in holders:
+        holder.start()
+    entered.wait(5)
+    time.sleep(0.1)  # the second holder is now waiting for the slot
+    with pytest.raises(TooManyRequests) as refused:
+        slots.__enter__()
+    assert refused.value.headers == {"Retry-After": "1"}
+    release.set()
+    for holder in holders:
+        holder.join(5)
+
+
+def test_failed_logins_slide_out_of_the_window_one_by_one():
+    now = [1000.0]
+    failed = FailedLogins(3, 60, clock=lambda: now[0])
+    for offset in (0, 10, 20):
+        now[0] = 1000 + offset
+        failed.fail("10.0.0.1")
+    with pytest.raises(TooManyRequests) as refused:
+        failed.check("10.0.0.1")
+    assert refused.value.headers == {"Retry-After": "40"}  # the first failure leaves at 1060
+    failed.check("10.0.0.2")  # another source is not affected
+    now[0] = 1060.5
+    failed.check("10.0.0.1")  # one slot free again
+    failed.fail("10.0.0.1")
+    with pytest.raises(TooManyRequests):
+        failed.check("10.0.0.1")

@@ -35,3 +35,35 @@ def test_out_of_range_float_is_refused_on_the_exact_path_too():
 
 def test_unicode_is_kept_as_utf8():
     assert jsoncodec.dumps({"s": "☃ naïve"}) == '{"s":"☃ naïve"}'.encode()
+
+
+@pytest.mark.parametrize("exact_path", [False, True], ids=["orjson", "standard library"])
+@pytest.mark.parametrize("depth", [255, 1000, 1100, 5000])
+def test_values_nested_deeper_than_the_encoder_allows_are_refused(depth, exact_path):
+    number = b"12345678901234567890" if exact_path else b"1"
+    with pytest.raises(jsoncodec.JsonDecodeError):
+        jsoncodec.loads(b"[" * depth + number + b"]" * depth)
+
+
+@pytest.mark.parametrize("exact_path", [False, True], ids=["orjson", "standard library"])
+def test_values_as_deep_as_the_encoder_allows_round_trip(exact_path):
+    number = b"12345678901234567890" if exact_path else b"1"
+    value = jsoncodec.loads(b"[" * jsoncodec.MAX_DEPTH + number + b"]" * jsoncodec.MAX_DEPTH)
+    assert jsoncodec.loads(jsoncodec.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'"\\ud800"', b'["\\udfff", 1234567890123456789]', b'{"\\uDBFF": 12345678901234567890}'],
+)
+def test_lone_surrogate_escapes_are_refused_on_both_paths(text):
+    with pytest.raises(jsoncodec.JsonDecodeError):
+        jsoncodec.loads(text)
+
+
+def test_a_surrogate_pair_is_one_character_on_both_paths():
+    assert jsoncodec.loads(b'["\\ud83d\\ude00", 12345678901234567890]') == [
+        "\U0001f600",
+        12345678901234567890,
+    ]
+    assert jsoncodec.loads(b'"\\ud83d\\ude00"') == "\U0001f600"

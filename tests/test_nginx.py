@@ -87,7 +87,8 @@ class Nginx:
             ("user root;\n" if os.geteuid() == 0 else "")  # else workers would run as nobody
             + "daemon off;\nworker_processes 1;\n"
             + f"pid {self.directory / 'nginx.pid'};\nerror_log {self.directory / 'error.log'} info;\n"
-            + "events {\n    worker_connections 128;\n}\n"
+            # Debian's nginx.conf has 768; the slow-client test opens 500.
+            + "events {\n    worker_connections 768;\n}\n"
             + "http {\n"
             + temp_paths
             + f"    access_log {self.directory / 'access.log'};\n"
@@ -312,3 +313,34 @@ def test_a_service_that_does_not_answer_is_a_json_502(tmp_path, certificate):
     assert response.status_code == 502
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "unreachable"
+
+
+def test_the_cross_site_check_compares_the_browsers_origin_with_the_public_one(proxied, admin):
+    nginx, _ = proxied
+    public = f"https://127.0.0.1:{nginx.https_port}"
+    created = admin.post(nginx.url("/queues"), json={"name": "origin"}, headers={"Origin": public})
+    assert created.status_code == 201, created.text
+    for other in ("https://127.0.0.1", f"http://127.0.0.1:{nginx.https_port}", "https://evil.example"):
+        refused = admin.delete(nginx.url("/queues/origin"), headers={"Origin": other})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "cross_origin"), other
+    assert admin.delete(nginx.url("/queues/origin"), headers={"Origin": public}).status_code == 200
+
+
+def test_500_slow_clients_through_nginx_leave_others_answering(proxied, admin, certificate):
+    nginx, _ = proxied
+    context = ssl.create_default_context(cafile=str(certificate[0]))
+    slow = []
+    try:
+        for i in range(500):
+            sock = context.wrap_socket(
+                socket.create_connection(("127.0.0.1", nginx.https_port), timeout=10),
+                server_hostname="127.0.0.1",
+            )
+            head = b"POST /queues HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+            sock.sendall(head if i % 2 else head + b"\r\n{")
+            slow.append(sock)
+        assert requests.get(nginx.url("/health"), verify=admin.verify, timeout=1).status_code == 200
+        assert admin.get(nginx.url("/queues"), timeout=1).status_code == 200
+    finally:
+        for sock in slow:
+            sock.close()

@@ -1,12 +1,14 @@
 """The request log: a JSON line for every request and response, with secrets masked."""
 
 import json
+import logging
 import re
 
 import pytest
 
 from app import shutdown
-from tests.conftest import PASSWORDS, basic
+from queues.log_writer import LogWriter
+from tests.conftest import PASSWORDS, basic, eventually
 
 
 @pytest.fixture
@@ -131,3 +133,38 @@ def test_logging_failure_never_fails_the_request(make_app, monkeypatch, caplog):
     monkeypatch.setattr(request_log, "_exchange", broken)
     assert app.test_client().get("/health").status_code == 200
     assert "could not be logged" in caplog.text
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record):
+        return record  # the entries are the lines themselves
+
+
+def test_a_full_disk_is_reported_counted_and_healed(tmp_path):
+    path = tmp_path / "logs" / "requests.log"
+    path.parent.mkdir()
+    path.symlink_to("/dev/full")  # every write: ENOSPC
+    drops = []
+    writer = LogWriter(path, _PlainFormatter(), drops.append)
+    try:
+        writer.write("line-1")
+        eventually(lambda: writer.failure is not None)
+        assert str(path) in writer.failure and "No space left" in writer.failure
+        assert sum(drops) == writer.dropped == 1
+        path.unlink()
+        path.write_text("")  # room again
+        eventually(lambda: writer.failure is None)
+        writer.write("line-2")
+    finally:
+        writer.close()
+    assert path.read_text() == "line-2\n"
+
+
+def test_a_second_writer_of_the_same_file_appends_after_a_cut_line(tmp_path):
+    path = tmp_path / "requests.log"
+    path.write_text("whole\ncut off")  # another worker's line, cut by a full disk
+    writer = LogWriter(path, _PlainFormatter())
+    writer.write("next")
+    writer.close()
+    assert writer.failure is None
+    assert path.read_text() == "whole\ncut off\nnext\n"

@@ -5,8 +5,10 @@ import pickle
 
 import pytest
 
+from queues.config import PersistenceConfig
 from queues.fifo import Queue
 from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
+from queues.memory.recovery import recover
 from storage import snapshot as snapshot_module
 from storage.snapshot import SnapshotError, load_snapshot, save_snapshot
 
@@ -104,3 +106,69 @@ def test_unreadable_path_raises_snapshot_error(tmp_path):
     (tmp_path / "dir.pickle").mkdir()
     with pytest.raises(SnapshotError, match="dir.pickle"):
         load_snapshot(tmp_path / "dir.pickle", SNAPSHOT_VERSION, Queue.check_settings)
+
+
+def test_a_flipped_bit_inside_a_message_is_refused_by_the_checksum(tmp_path):
+    path = tmp_path / "s.pickle"
+    qm = MemoryQueueManager()
+    qm.create("q", 10)
+    qm.push("q", [b'{"amount":"1000"}'])
+    save_snapshot(path, qm.snapshot()[0])
+    data = path.read_bytes()
+    damaged = data.replace(b'"1000"', b'"9000"')
+    assert damaged != data
+    path.write_bytes(damaged)
+    with pytest.raises(SnapshotError, match="s.pickle.*checksum"):
+        load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
+    assert path.read_bytes() == damaged
+
+
+def test_a_snapshot_from_before_checksums_loads_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "s.pickle"
+    state = state_with({"q": 3})
+    header = dict(state, queues=[])
+    for saved in state["queues"]:
+        header["queues"].append(dict({k: v for k, v in saved.items() if k != "messages"}, size=3))
+    path.write_bytes(pickle.dumps(header) + pickle.dumps(state["queues"][0]["messages"]))
+    assert load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings) == state
+    assert "before snapshots had a checksum" in caplog.text
+
+
+def bad_content(change):
+    """A snapshot state of two queues (one the other's dead-letter queue), with change applied."""
+    qm = MemoryQueueManager()
+    qm.create("dead", 10)
+    qm.create("jobs", 10, max_deliveries=3, dead_letter_queue="dead")
+    qm.push("jobs", [b'{"n":1}'])
+    state = qm.snapshot()[0]
+    change({saved["name"]: saved for saved in state["queues"]})
+    return state
+
+
+CONTENT_DAMAGE = {
+    "max_messages -5": (lambda q: q["jobs"].update(max_messages=-5), "max_messages -5"),
+    "unknown schema": (lambda q: q["jobs"].update(schema="nosuch"), "unknown schema"),
+    "missing dead-letter queue": (lambda q: q["jobs"].update(dead_letter_queue="gone"), "does not exist"),
+    "message not JSON": (lambda q: q["jobs"]["messages"].append(q["jobs"]["messages"][0][:-1]), "not JSON"),
+    "bad queue name": (lambda q: q["dead"].update(name="../x"), "queue name"),
+}
+
+
+@pytest.mark.parametrize("damage", CONTENT_DAMAGE, ids=list(CONTENT_DAMAGE))
+def test_content_that_could_not_have_been_made_stops_recovery_naming_the_file(tmp_path, damage):
+    change, problem = CONTENT_DAMAGE[damage]
+    path = tmp_path / "s.pickle"
+    save_snapshot(path, bad_content(change))
+    data = path.read_bytes()
+    with pytest.raises(SnapshotError, match=f"s.pickle.*{problem}") as refused:
+        recover(PersistenceConfig(path=path), max_waiting=4)
+    assert "\n" not in str(refused.value)
+    assert path.read_bytes() == data
+
+
+def test_content_as_the_api_makes_it_recovers(tmp_path):
+    path = tmp_path / "s.pickle"
+    save_snapshot(path, bad_content(lambda queues: None))
+    manager, _ = recover(PersistenceConfig(path=path), max_waiting=4)
+    assert {info["name"] for info in manager.list()} == {"dead", "jobs"}
+    manager.close()

@@ -1,13 +1,15 @@
 """The users command: add, change, remove and list users without editing hashes by hand."""
 
 import io
+import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 from werkzeug.security import check_password_hash
 
-from queues.users import load_users, main
+from queues.users import UsersFileError, load_users, main
 from tests.conftest import REPO
 
 
@@ -87,3 +89,45 @@ def test_runs_as_a_module_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "pw-erin" not in result.stdout + result.stderr
     assert check_password_hash(load_users(path)["erin"].password_hash, "pw-erin")
+
+
+def add(path, name, monkeypatch, password="pw\n"):
+    return run(
+        ["--file", str(path), "add", name, "--role", "manager", "--password-stdin"], password, monkeypatch
+    )
+
+
+def test_rewriting_keeps_the_files_mode(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    add(path, "carol", monkeypatch)
+    path.chmod(0o640)
+    assert add(path, "dave", monkeypatch) == 0
+    assert (path.stat().st_mode & 0o7777) == 0o640
+    assert set(load_users(path)) == {"carol", "dave"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_rewriting_as_root_keeps_the_files_owner(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    add(path, "carol", monkeypatch)
+    os.chown(path, 65534, 65534)  # nobody, as a service user would own it
+    assert add(path, "dave", monkeypatch) == 0
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "with space", "tab\tname", "x" * 65, "caf\u00e9", "new\nline"])
+def test_names_outside_the_allowed_characters_are_refused(tmp_path, monkeypatch, capsys, name):
+    path = tmp_path / "users.yaml"
+    assert add(path, name, monkeypatch) == 1
+    assert "is not allowed" in capsys.readouterr().err
+    assert not path.exists()
+    path.write_text(yaml.safe_dump({"users": {name: {"role": "admin", "password_hash": "x$y$z"}}}))
+    with pytest.raises(UsersFileError, match="is not allowed"):
+        load_users(path)
+
+
+def test_allowed_names_are_accepted(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    for name in ("a", "ops.bot-1@example.com", "X_" + "y" * 62):
+        assert add(path, name, monkeypatch) == 0
+    assert len(load_users(path)) == 3

@@ -5,6 +5,7 @@ import logging
 from queues.fifo import Queue
 from queues.memory.changes import decode
 from queues.memory.manager import SNAPSHOT_VERSION, MemoryQueueManager
+from queues.memory.snapshot_check import check_snapshot
 from storage.journal import Journal, JournalError, generations, journal_path, read_records
 from storage.snapshot import load_snapshot
 
@@ -25,6 +26,8 @@ def read_durable(path):
     state = load_snapshot(path, SNAPSHOT_VERSION, Queue.check_settings)
     if state is None:
         log.info("no snapshot at %s: starting empty", path)
+    else:
+        check_snapshot(path, state)
     first = state["journal_generation"] if state else 0
     pending = [g for g in generations(path) if g >= first]
     replayed = [change for g in pending for change in read_changes(journal_path(path, g))]

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, Response, current_app
 
+from queues import request_log
 from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
 from queues.backend import check_queue_name
 from queues.errors import InvalidRequest, StorageUnavailable
@@ -17,6 +18,8 @@ MAX_DELIVERIES = 1000
 @bp.get("/health")
 def get_health():
     failing, details = current_app.extensions["queues.backend"].health()
+    log_failing, details["request_log"] = request_log.health(current_app.extensions["queues.request_log"])
+    failing = failing or log_failing
     try:
         count = manager().count()
     except StorageUnavailable:

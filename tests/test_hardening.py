@@ -1,0 +1,397 @@
+"""Attacks and careless operation, each against a real gunicorn on both backends (several workers on
+Redis): slow clients, password floods, cross-site posts, hostile input, a log that cannot be written,
+secrets in the log, request ids across workers."""
+
+import http.client
+import json
+import random
+import re
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from werkzeug.security import generate_password_hash
+
+from queues.users import User, save_users
+from tests.conftest import PASSWORDS, basic, eventually
+from tests.live_server import LiveServer
+
+pytestmark = pytest.mark.slow
+SLOW_CLIENTS = 64
+
+
+def call(live, method, path, source="127.0.0.1", headers=None, body=None):
+    """(status, headers, body) of one request on its own connection from source (any 127/8 address)."""
+    connection = http.client.HTTPConnection("127.0.0.1", live.port, source_address=(source, 0), timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def error_code(body):
+    return json.loads(body)["error"]["code"]
+
+
+@pytest.fixture
+def queue_name(live, request):
+    name = re.sub(r"[^A-Za-z0-9_.-]", "", request.node.name)[:60]
+    assert live.session().post(live.url("/queues"), json={"name": name}).status_code == 201
+    yield name
+    live.session().delete(live.url(f"/queues/{name}"))
+
+
+def half_requests(port, count):
+    """count connections that each send part of a request and then nothing."""
+    sockets = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if i % 2:
+            sock.sendall(b"POST /queues HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n")
+        else:
+            sock.sendall(b'POST /queues HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"name"')
+        sockets.append(sock)
+    return sockets
+
+
+def test_slow_clients_leave_health_and_authenticated_requests_answering(live, queue_name):
+    # 12 long polls wait (the most allowed by default), and 64 clients send half a request each.
+    polls = [
+        threading.Thread(
+            target=lambda: live.session("manager").post(
+                live.url(f"/queues/{queue_name}/pull?wait=4"), timeout=10
+            )
+        )
+        for _ in range(12)
+    ]
+    for poll in polls:
+        poll.start()
+    time.sleep(0.5)
+    sockets = half_requests(live.port, SLOW_CLIENTS)
+    try:
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
+        assert live.session("manager").get(live.url("/queues"), timeout=1).status_code == 200
+        pushed = live.session("manager").post(
+            live.url(f"/queues/{queue_name}/push"), json={"message": {"n": 1}}, timeout=1
+        )
+        assert pushed.status_code == 201
+    finally:
+        for sock in sockets:
+            sock.close()
+        for poll in polls:
+            poll.join(10)
+
+
+def test_a_request_sent_in_pieces_is_still_served(live):
+    head = f"GET /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('manager')['Authorization']}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        for piece in (head[:10], head[10:40], head[40:]):
+            sock.sendall(piece.encode())
+            time.sleep(0.2)
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_failed_logins_from_one_source_get_429_until_the_window_passes(live):
+    wrong = basic("manager", "guess")
+    for _ in range(10):
+        assert call(live, "GET", "/queues", "127.0.0.21", wrong)[0] == 401
+    status, headers, body = call(live, "GET", "/queues", "127.0.0.21", wrong)
+    assert (status, error_code(body)) == (429, "too_many_requests")
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    # Good credentials from that source are refused too; from another source they still work.
+    assert call(live, "GET", "/queues", "127.0.0.21", basic("manager"))[0] == 429
+    assert call(live, "GET", "/queues", "127.0.0.22", basic("manager"))[0] == 200
+
+
+def test_requests_without_credentials_are_not_failed_logins(live):
+    for _ in range(15):
+        assert call(live, "GET", "/queues", "127.0.0.23")[0] == 401
+    assert call(live, "GET", "/queues", "127.0.0.23", basic("manager"))[0] == 200
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/queues"), ("DELETE", "/queues/nothing")])
+def test_a_cross_site_post_or_delete_is_refused_before_authentication(live, method, path):
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+        for credentials in ({}, basic("admin")):
+            status, _, body = call(live, method, path, headers={**headers, **credentials}, body=b"{}")
+            assert (status, error_code(body)) == (403, "cross_origin"), headers
+
+
+def test_a_cross_site_request_changes_nothing_and_same_origin_is_served(live):
+    body = json.dumps({"name": "from-a-form"}).encode()
+    headers = {**basic("admin"), "Content-Type": "application/json"}
+    assert (
+        call(live, "POST", "/queues", headers={**headers, "Origin": "http://evil.example"}, body=body)[0]
+        == 403
+    )
+    assert live.session().get(live.url("/queues/from-a-form")).status_code == 404
+    own = {**headers, "Origin": f"http://127.0.0.1:{live.port}", "Sec-Fetch-Site": "same-origin"}
+    assert call(live, "POST", "/queues", headers=own, body=body)[0] == 201
+    assert (
+        call(live, "DELETE", "/queues/from-a-form", headers={**basic("admin"), "Origin": own["Origin"]})[0]
+        == 200
+    )
+    # Reads are not state-changing; routing errors come first.
+    assert call(live, "GET", "/queues", headers={**basic("admin"), "Origin": "http://evil.example"})[0] == 200
+    assert call(live, "POST", "/nowhere", headers={"Origin": "http://evil.example"})[0] == 404
+    assert call(live, "PUT", "/queues", headers={"Origin": "http://evil.example"})[0] == 405
+
+
+@pytest.mark.parametrize("depth", [255, 1000, 5000])
+def test_json_nested_too_deep_is_a_400(live, queue_name, depth):
+    body = b'{"message": ' + b"[" * depth + b"]" * depth + b"}"
+    status, _, answer = call(
+        live,
+        "POST",
+        f"/queues/{queue_name}/push",
+        headers={**basic("admin"), "Content-Type": "application/json"},
+        body=body,
+    )
+    assert (status, error_code(answer)) == (400, "invalid_json")
+
+
+def test_json_nested_as_deep_as_allowed_goes_through(live, queue_name):
+    message = {"a": json.loads("[" * 252 + "]" * 252)}  # with the body's own object: 254 levels
+    session = live.session()
+    assert session.post(live.url(f"/queues/{queue_name}/push"), json={"message": message}).status_code == 201
+    assert session.post(live.url(f"/queues/{queue_name}/pull")).json()["message"] == message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"message": "\\ud800"}',
+        b'{"message": ["\\udfff", 1234567890123456789]}',
+        b'{"\\ud800": 12345678901234567890}',
+    ],
+)
+def test_lone_surrogate_escapes_are_a_400(live, queue_name, body):
+    headers = {**basic("admin"), "Content-Type": "application/json"}
+    status, _, answer = call(live, "POST", f"/queues/{queue_name}/push", headers=headers, body=body)
+    assert (status, error_code(answer)) == (400, "invalid_json")
+
+
+HEADERS_TO_FUZZ = [
+    "Authorization", "Origin", "Host", "X-Request-ID", "Content-Type", "Sec-Fetch-Site",
+    "X-Forwarded-For", "X-Forwarded-Proto", "Cookie", "Accept", "Idempotency-Key",
+]  # fmt: skip
+
+
+def raw_status(port, request_bytes):
+    """The status of a raw request, or None if the server closed the connection without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        reply = b""
+        while b"\r\n" not in reply:
+            data = sock.recv(4096)
+            if not data:
+                return None
+            reply += data
+    return int(reply.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("header", HEADERS_TO_FUZZ)
+def test_any_bytes_in_any_header_never_give_a_500(live, header):
+    rng = random.Random(header)
+    credentials = b"Authorization: " + basic("admin")["Authorization"].encode() + b"\r\n"
+    samples = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))) for _ in range(30)]
+    samples += [
+        b"Basic \xff\xfe",
+        b"Basic " + b"\xc3\x28" * 5,
+        b"\x00",
+        b"Basic Og==",
+        b"http://[::1",
+        b":::",
+    ]
+    for value in samples:
+        value = value.replace(b"\r", b"").replace(b"\n", b"")
+        for method, path in (("GET", b"/queues"), ("POST", b"/queues"), ("GET", b"/health")):
+            request_bytes = (
+                method.encode() + b" " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                + (b"" if header == "Authorization" else credentials)
+                + header.encode() + b": " + value + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            )  # fmt: skip
+            status = raw_status(live.port, request_bytes)
+            assert status is None or status < 500, (header, value, status)
+
+
+def test_secrets_in_headers_and_query_are_masked_in_the_log(live):
+    headers = {
+        "Authorization": "SECRET-1 Basic",
+        "X-Api-Key": "SECRET-2",
+        "X-Access-Token": "SECRET-3",
+        "Cookie": "session=SECRET-4",
+        "X-Session-Id": "SECRET-5",
+        "Idempotency-Key": "kept-1",
+        "X-Request-ID": "masked-secrets-1",
+    }
+    status, response_headers, _ = call(
+        live, "GET", "/queues?password=SECRET-6&limit=1&Api_Key=SECRET-7", headers=headers
+    )
+    assert status == 401 and response_headers["WWW-Authenticate"]
+    eventually(lambda: len(log_entries(live, "masked-secrets-1")) == 2)
+    request_line, response_line = log_entries(live, "masked-secrets-1")
+    text = json.dumps([request_line, response_line])
+    assert "SECRET" not in text
+    assert request_line["headers"]["Authorization"] == "***"
+    assert request_line["headers"]["Idempotency-Key"] == "kept-1"
+    assert request_line["metadata"]["query"] == "password=***&limit=1&Api_Key=***"
+    assert response_line["headers"]["WWW-Authenticate"] == 'Basic realm="queues"'
+    call(live, "GET", "/queues", headers={**basic("admin"), "X-Request-ID": "masked-secrets-2"})
+    eventually(lambda: len(log_entries(live, "masked-secrets-2")) == 2)
+    assert log_entries(live, "masked-secrets-2")[0]["headers"]["Authorization"] == "Basic ***"
+
+
+def log_entries(live, request_id):
+    """The request log's lines of one request; a line still being written is left out."""
+    path = live.directory / "logs" / "requests.log"
+    text = path.read_text() if path.exists() else ""
+    lines = text[: text.rfind("\n")].split("\n") if "\n" in text else []  # not splitlines: \x85 is no end
+    return [entry for entry in map(json.loads, lines) if entry["request_id"] == request_id]
+
+
+def test_request_ids_are_unique_across_workers_and_pair_the_right_lines(live):
+    ids = []
+    for i in range(60):  # a new connection each: with several workers, each gets some
+        status, headers, _ = call(live, "GET", f"/queues?n={i}", headers=basic("manager"))
+        assert status == 200
+        ids.append(headers["X-Request-ID"])
+    assert len(set(ids)) == len(ids)
+    eventually(lambda: all(len(log_entries(live, request_id)) == 2 for request_id in ids))
+    for i, request_id in enumerate(ids):
+        request_line, response_line = log_entries(live, request_id)
+        assert request_line["metadata"]["query"] == response_line["metadata"]["query"] == f"n={i}"
+
+
+def degraded_log_error(live):
+    response = requests.get(live.url("/health"), timeout=5)
+    if response.status_code == 200:
+        return None
+    assert response.json()["status"] == "degraded"
+    return response.json()["request_log"]["last_error"]
+
+
+def dropped_lines(live):
+    metrics = live.session().get(live.url("/metrics")).text
+    return sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("queues_request_log_dropped_total")
+    )
+
+
+@pytest.mark.parametrize("breakage", ["folder removed", "file replaced by a folder"])
+def test_request_log_that_cannot_be_written_degrades_health_counts_drops_and_heals(live, breakage):
+    folder = live.directory / "logs"
+    log_file = folder / "requests.log"
+    dropped_before = dropped_lines(live)
+    if breakage == "folder removed":
+        shutil.rmtree(folder)
+    else:
+        log_file.unlink()
+        log_file.mkdir()
+    try:
+        session = live.session("manager")
+        # Requests are still served while /health names the log (every worker notices in turn).
+        eventually(
+            lambda: (
+                session.get(live.url("/queues")).status_code == 200
+                and str(log_file) in (degraded_log_error(live) or "")
+            )
+        )
+        eventually(
+            lambda: (
+                session.get(live.url("/queues")).status_code == 200 and dropped_lines(live) > dropped_before
+            )
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+    eventually(lambda: degraded_log_error(live) is None and degraded_log_error(live) is None)
+    live.session("manager").get(live.url("/queues"), headers={"X-Request-ID": f"healed-{breakage[:4]}"})
+    eventually(lambda: len(log_entries(live, f"healed-{breakage[:4]}")) == 2)
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory):
+    """A server that allows 3 failed logins in a 2-second window, with few threads for the hash,
+    and a users file of scrypt hashes (werkzeug's default, about 0.1 s a check)."""
+    directory = tmp_path_factory.mktemp("tight")
+    save_users(
+        directory / "users.yaml",
+        {"manager": User("manager", "manager", generate_password_hash(PASSWORDS["manager"]))},
+    )
+    server = LiveServer(
+        directory,
+        auth={"max_failed_logins": 3, "failed_login_window_seconds": 2},
+        server={"threads": 4},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_the_failed_login_window_slides(tight):
+    wrong = basic("manager", "guess")
+    for _ in range(3):
+        assert call(tight, "GET", "/queues", "127.0.0.31", wrong)[0] == 401
+    status, headers, _ = call(tight, "GET", "/queues", "127.0.0.31", wrong)
+    assert status == 429 and headers["Retry-After"] in ("1", "2")
+    time.sleep(int(headers["Retry-After"]) + 0.1)
+    assert call(tight, "GET", "/queues", "127.0.0.31", basic("manager"))[0] == 200
+    assert call(tight, "GET", "/queues", "127.0.0.31", wrong)[0] == 401
+
+
+def test_logins_beyond_the_hash_slots_get_429_retry_after_1(tight):
+    # 4 threads: one login hashes at a time and one waits; make the hash slow enough to overlap.
+    results = []
+
+    def login(i):
+        results.append(call(tight, "GET", "/queues", f"127.0.1.{i}", basic(f"nobody{i}", "x" * 100)))
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(1, 40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    statuses = {status for status, _, _ in results}
+    assert statuses <= {401, 429}
+    busy = [headers for status, headers, _ in results if status == 429]
+    assert busy and all(headers["Retry-After"] == "1" for headers in busy)
+
+
+def test_a_users_file_with_a_hash_it_cannot_check_stops_gunicorn_with_one_line(tmp_path):
+    save_users(tmp_path / "users.yaml", {"mallory": User("mallory", "admin", "md5$abc$def")})
+    server = LiveServer(tmp_path).start(wait=False)
+    try:
+        assert server.process.wait(30) != 0
+    finally:
+        server.kill9()
+    lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and "user 'mallory'" in lines[0]
+    assert "Traceback" not in server.stderr()
+
+
+def test_a_snapshot_with_a_flipped_bit_stops_gunicorn_naming_the_file_and_is_kept(tmp_path):
+    server = LiveServer(tmp_path).start()
+    try:
+        server.session().post(server.url("/queues"), json={"name": "pay"})
+        server.session().post(server.url("/queues/pay/push"), json={"message": {"amount": "1000"}})
+    finally:
+        server.stop()
+    path = tmp_path / "data" / "queues.pickle"
+    damaged = path.read_bytes().replace(b'"1000"', b'"9000"')
+    path.write_bytes(damaged)
+    server.start(wait=False)
+    try:
+        assert server.process.wait(30) != 0
+    finally:
+        server.kill9()
+    lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and str(path) in lines[0] and "checksum" in lines[0]
+    assert path.read_bytes() == damaged
