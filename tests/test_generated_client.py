@@ -11,6 +11,7 @@ import pytest
 import requests
 import yaml
 
+from queues import error_handlers, errors
 from tests.conftest import REPO, basic
 
 GENERATOR = REPO / ".venv" / "bin" / "openapi-python-client"
@@ -142,3 +143,13 @@ _OPERATIONS = [
     ("operators", "purge_queue"),
     ("operators", "redrive_messages"),
 ]
+
+
+def test_the_error_schema_names_every_code_the_service_answers(live):
+    document = yaml.safe_load(requests.get(live.url("/openapi.yaml"), timeout=10).content)
+    listed = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    classes = [
+        c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.QueueServiceError)
+    ]
+    answered = {cls.code for cls in classes} | set(error_handlers._CODES_BY_STATUS.values())
+    assert set(listed) == answered
