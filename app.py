@@ -14,7 +14,7 @@ from queues.memory.backend import MemoryBackend
 from queues.openapi import render_openapi
 from queues.redis_manager import RedisBackend
 from queues.request_log import RequestLog
-from queues.routes import admin, messages, ui
+from queues.routes import admin, messages, operators, ui
 from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
 from queues.users import UsersFileError
@@ -69,6 +69,7 @@ def create_app(config=None):
     origin.init_app(app)  # a before_request hook: after routing, before the views' auth checks
     app.register_blueprint(admin.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(operators.bp)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(ui.bp)
     if config.server.trusted_proxies:

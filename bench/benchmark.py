@@ -70,9 +70,10 @@ def _milliseconds(text):
     raise ValueError(text)
 
 
-def wrk(url, seconds, body=None, user="manager"):
-    """One wrk run: requests/s, p50 and p99 in ms, and the non-2xx count."""
-    env = dict(os.environ, AUTH_HEADER=_basic(user), BODY_FILE="")
+def wrk(url, seconds, body=None, user="manager", idempotent=False):
+    """One wrk run: requests/s, p50 and p99 in ms, and the non-2xx count; with idempotent, each
+    request carries a fresh Idempotency-Key."""
+    env = dict(os.environ, AUTH_HEADER=_basic(user), BODY_FILE="", IDEMPOTENT="1" if idempotent else "0")
     with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
         if body is not None:
             body_file.write(body)
@@ -171,13 +172,13 @@ def measure(service, runs, seconds, path, body=None, counter=None, prefill=0):
     return summarise([measure_once(service, seconds, path, body, counter, prefill) for _ in range(runs)])
 
 
-def measure_once(service, seconds, path, body=None, counter=None, prefill=0):
+def measure_once(service, seconds, path, body=None, counter=None, prefill=0, idempotent=False):
     """The figures of one of measure()'s runs."""
     service.reset("q")
     if prefill:
         service.fill("q", prefill)
     before = service.info("q")[counter] if counter else 0
-    figures = wrk(service.url(path), seconds, body)
+    figures = wrk(service.url(path), seconds, body, idempotent=idempotent)
     if counter:
         figures["messages_per_s"] = (service.info("q")[counter] - before) / seconds
     return figures
@@ -211,8 +212,10 @@ def throughput_phases(workdir, runs, seconds):
     batch = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
     single = b'{"message":' + JOB_BYTES + b"}"
     try:
+        push, keyed = plain_and_keyed_pushes(service, runs, seconds, single)
         phases = {
-            "push": measure(service, runs, seconds, "/queues/q/push", single, "pushed_total"),
+            "push": push,
+            "push_idempotency_key": keyed,
             "pull": measure(
                 service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
             ),
@@ -266,6 +269,16 @@ JOURNAL_ROWS = (
     ("push_journal_everysec", "on", "everysec"),
     ("push_journal_always", "on", "always"),
 )
+
+
+def plain_and_keyed_pushes(service, runs, seconds, body):
+    """Single pushes without and with a fresh Idempotency-Key each, their runs alternating so that a
+    slow moment of the machine hits both."""
+    plain, keyed = [], []
+    for _ in range(runs):
+        plain.append(measure_once(service, seconds, "/queues/q/push", body, "pushed_total"))
+        keyed.append(measure_once(service, seconds, "/queues/q/push", body, "pushed_total", idempotent=True))
+    return summarise(plain), summarise(keyed)
 
 
 def journal_phases(workdir, runs, seconds):
@@ -508,6 +521,11 @@ def targets(results):
         found.append((f"single {name} ≥ 0.8 × baseline", f"{ratio:.2f} ×", ratio >= 0.8))
         p99 = phases[name]["p99_ms"]["median"]
         found.append((f"single {name} p99 ≤ 15 ms", f"{p99:.1f} ms", p99 <= 15))
+    keyed = (
+        phases["push_idempotency_key"]["requests_per_s"]["median"]
+        / phases["push"]["requests_per_s"]["median"]
+    )
+    found.append(("push with an Idempotency-Key ≥ 0.9 × plain push", f"{keyed:.2f} ×", keyed >= 0.9))
     pushed, pulled = (phases[f"{n}_batch_100"]["messages_per_s"]["median"] for n in ("push", "pull"))
     found.append(("batch push ≥ 100,000 messages/s", f"{pushed:,.0f}", pushed >= 100_000))
     found.append(("batch pull ≥ 200,000 messages/s", f"{pulled:,.0f}", pulled >= 200_000))

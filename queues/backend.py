@@ -9,12 +9,20 @@ and holds only that object, which starts, stops and reports the health of its pa
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from queues.errors import InvalidQueueName
 
 UNLIMITED_WAITERS = 1 << 30
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Idempotency(NamedTuple):
+    """A push's Idempotency-Key, the digest of its body (canonical JSON) and how long to keep it."""
+
+    key: str
+    digest: str
+    seconds: int
 
 
 def check_queue_name(name):
@@ -46,8 +54,26 @@ class QueueBackend(Protocol):
     def delete(self, name: str) -> int:
         """Delete a queue with its messages; returns how many went with it."""
 
-    def push(self, name: str, bodies: list[bytes]) -> tuple[list[str], int]:
-        """Append JSON bodies, all or none; returns (ids, size after)."""
+    def push(self, name: str, bodies: list[bytes], idempotency: Idempotency | None = None):
+        """Append JSON bodies, all or none; returns (ids, size after, replayed).
+
+        With idempotency, a key already pushed with the same digest adds nothing and returns the
+        first push's ids and size with replayed True; with another digest it raises
+        IdempotencyKeyReused. The check and the push are one atomic step.
+        """
+
+    def browse(self, name: str, limit: int, offset: int, leased=False) -> tuple[list[bytes], int]:
+        """Available (or leased) messages from offset in pull order, changing nothing; (forms, total)."""
+
+    def purge(self, name: str) -> int:
+        """Drop every message, leased ones included; returns how many."""
+
+    def redrive(self, name: str, max_count=None, to=None, accepts=None) -> dict:
+        """Move dead letters back to their source queue (or to), oldest first, one atomic step each.
+
+        accepts(schema_name, body) says whether a destination's schema takes a message (None: all
+        do). Returns {"moved", "remaining", "by_queue"}.
+        """
 
     def pull(self, name: str, count=1, wait=0.0, lease=None) -> list[bytes]:
         """Hand out up to count messages, waiting up to wait seconds; their pulled JSON forms."""
@@ -55,8 +81,8 @@ class QueueBackend(Protocol):
     def ack(self, name: str, receipts: list[str]) -> int:
         """End these leases for good, all or none; returns how many."""
 
-    def nack(self, name: str, receipt: str) -> dict:
-        """End a lease now: back at the head, or dead-lettered."""
+    def nack(self, name: str, receipt: str, delay=0, reason=None) -> dict:
+        """End a lease: back at the head (after delay seconds, still leased till then), or dead-lettered."""
 
     def extend(self, name: str, receipt: str, seconds: int) -> dict:
         """Make a lease end seconds from now."""

@@ -35,6 +35,7 @@ class QueuesConfig:
     max_batch: int = 100
     max_wait_seconds: float = 20.0
     max_lease_seconds: int = 43_200
+    idempotency_seconds: int = 300
     # None until parsed: the default depends on [server] threads (see _default_waiting_pulls).
     max_waiting_pulls: int | None = None
 
@@ -182,6 +183,7 @@ def _queues(s, threads):
         max_batch=s.integer("max_batch", QueuesConfig.max_batch, 1, 10_000),
         max_wait_seconds=s.number("max_wait_seconds", QueuesConfig.max_wait_seconds, 0),
         max_lease_seconds=s.integer("max_lease_seconds", QueuesConfig.max_lease_seconds, 1),
+        idempotency_seconds=s.integer("idempotency_seconds", QueuesConfig.idempotency_seconds, 1, 604_800),
         max_waiting_pulls=s.integer(
             "max_waiting_pulls", _default_waiting_pulls(threads), 0, max(threads - 1, 0)
         ),

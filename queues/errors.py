@@ -118,3 +118,12 @@ class UnsupportedMediaType(QueueServiceError):
 
 class InvalidMessage(QueueServiceError):
     status, code = 422, "invalid_message"
+
+
+class IdempotencyKeyReused(QueueServiceError):
+    status, code = 422, "idempotency_key_reused"
+
+    def __init__(self, name):
+        super().__init__(
+            f"this Idempotency-Key was used with a different body on queue '{name}'; nothing was added"
+        )

@@ -5,7 +5,7 @@ Nothing here locks: every method expects the caller (queues.memory.manager) to h
 
 import heapq
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 
 from queues import message
 from queues.queue_info import STORED, STORED_TYPES, TOTALS, queue_info
@@ -22,14 +22,14 @@ class Lease:
         self.expires_at = expires_at
         self.deliveries = deliveries
 
-    def render(self):
-        """The pulled form with the lease fields, as JSON bytes."""
+    def render(self, note=None):
+        """The pulled form with the lease fields (and the message's note), as JSON bytes."""
         extra = b',"receipt":"%s","lease_expires_at":"%s","deliveries":%d' % (
             self.receipt.encode(),
             message.iso_timestamp(self.expires_at).encode(),
             self.deliveries,
         )
-        return message.render(self.stored, extra)
+        return message.render(self.stored, extra + message.note_members(note))
 
 
 class Queue:
@@ -51,6 +51,11 @@ class Queue:
         # Delivery counts of available messages that were leased before (by message id).
         self.deliveries = {}
         self.leases = {}
+        # Notes kept beside messages, available or leased (by message id): see message.note_members.
+        self.notes = {}
+        # Idempotency-Key -> (digest, ids, size, expires_at) of a push, oldest first.
+        self.idempotency = OrderedDict()
+        self.waiting = 0  # long polls waiting on this queue now
         self._expiries = []  # heap of (expires_at, receipt); entries go stale on ack or extend
         self.deleted = False
         self.changes = 0
@@ -63,7 +68,9 @@ class Queue:
 
     def info(self):
         """QueueInfo as the API shows it."""
-        return queue_info(self.name, self.size(), len(self.leases), {f: getattr(self, f) for f in STORED})
+        oldest = message.enqueued_at(self.messages[0]) if self.messages else None
+        stored = {f: getattr(self, f) for f in STORED}
+        return queue_info(self.name, self.size(), len(self.leases), stored, oldest, self.waiting)
 
     def append(self, stored):
         """Add stored messages at the tail."""
@@ -73,15 +80,16 @@ class Queue:
         self.not_empty.notify(len(stored))
 
     def take(self, count):
-        """Remove and return up to count messages from the head, for good."""
+        """Remove up to count messages from the head, for good; returns [(stored, note)]."""
         taken = [self.messages.popleft() for _ in range(min(count, len(self.messages)))]
+        notes = [self.notes.pop(message.message_id(stored), None) for stored in taken] if self.notes else None
         if taken:
             if self.deliveries:
                 for stored in taken:
                     self.deliveries.pop(message.message_id(stored), None)
             self.pulled_total += len(taken)
             self.changes += 1
-        return taken
+        return list(zip(taken, notes or [None] * len(taken), strict=True))
 
     def lease(self, receipts, expires_at):
         """Move one head message per receipt into flight until expires_at; returns the Leases.
@@ -153,8 +161,32 @@ class Queue:
             self.changes += 1
             self.not_empty.notify(len(leases))
 
-    def add_dead_letters(self, leases):
-        """Append messages that ran out of deliveries elsewhere; a dead letter is never refused."""
+    def hide(self, receipt, hidden_receipt, expires_at):
+        """Move a lease to a receipt no worker holds, until expires_at (a nack with a delay)."""
+        lease = self.end_lease(receipt)
+        self.leases[hidden_receipt] = Lease(lease.stored, hidden_receipt, expires_at, lease.deliveries)
+        heapq.heappush(self._expiries, (expires_at, hidden_receipt))
+
+    def set_nack_reason(self, stored, reason):
+        """Keep the reason of the last nack with the message (None: forget any earlier one)."""
+        number = message.message_id(stored)
+        note = dict(self.notes.get(number) or {})
+        note["last_nack_reason"] = reason
+        if reason is None:
+            del note["last_nack_reason"]
+        self._set_note(number, note)
+
+    def _set_note(self, number, note):
+        if note:
+            self.notes[number] = note
+        else:
+            self.notes.pop(number, None)
+
+    def add_dead_letters(self, leases, notes):
+        """Append messages that ran out of deliveries elsewhere, each with its note (dead_letter in
+        it); a dead letter is never refused."""
+        for lease, note in zip(leases, notes, strict=True):
+            self.notes[message.message_id(lease.stored)] = note
         self.messages.extend(lease.stored for lease in leases)
         self.pushed_total += len(leases)
         self.changes += 1
@@ -166,8 +198,38 @@ class Queue:
         self.messages.clear()
         self.leases.clear()
         self.deliveries.clear()
+        self.notes.clear()
         self._expiries.clear()
+        self.changes += 1
         return count
+
+    def remember(self, key, digest, ids, size, expires_at):
+        """Keep a push's reply under its Idempotency-Key until expires_at."""
+        self.idempotency[key] = (digest, ids, size, expires_at)
+        self.changes += 1
+
+    def remembered(self, key, now):
+        """(digest, ids, size) of the push under key, or None; forgets the keys expired by now."""
+        while self.idempotency and next(iter(self.idempotency.values()))[3] <= now:
+            self.idempotency.popitem(last=False)
+        found = self.idempotency.get(key)
+        return None if found is None else found[:3]
+
+    def remove_for_redrive(self, numbers):
+        """Remove available messages by id (found near the head); returns them in queue order."""
+        removed, kept = [], []
+        while len(removed) < len(numbers) and self.messages:
+            stored = self.messages.popleft()
+            number = message.message_id(stored)
+            if number in numbers:
+                removed.append(stored)
+                self.deliveries.pop(number, None)
+                self.notes.pop(number, None)
+            else:
+                kept.append(stored)
+        self.messages.extendleft(reversed(kept))
+        self.changes += 1
+        return removed
 
     def settings(self):
         """Everything to save, as plain types: settings, counters, messages and leases.
@@ -180,6 +242,8 @@ class Queue:
             "name": self.name,
             **{field: getattr(self, field) for field in STORED},
             "deliveries": dict(self.deliveries),
+            "notes": {number: dict(note) for number, note in self.notes.items()},
+            "idempotency": [(key, *remembered) for key, remembered in self.idempotency.items()],
             "leases": [
                 (lease.receipt, lease.stored, lease.expires_at, lease.deliveries) for lease in in_flight
             ],
@@ -210,6 +274,10 @@ class Queue:
         for total in TOTALS:
             setattr(queue, total, saved[total])
         queue.deliveries = dict(saved["deliveries"])
+        # Snapshots written before notes and idempotency keys existed have neither.
+        queue.notes = {number: dict(note) for number, note in saved.get("notes", {}).items()}
+        for key, *remembered in saved.get("idempotency", ()):
+            queue.idempotency[key] = tuple(remembered)
         for receipt, stored, expires_at, deliveries in saved["leases"]:
             queue.leases[receipt] = Lease(stored, receipt, expires_at, deliveries)
         queue.schedule(list(queue.leases))

@@ -8,6 +8,8 @@ import struct
 import time
 from functools import lru_cache
 
+from queues import jsoncodec
+
 _HEADER = struct.Struct("<Qd")
 HEADER_SIZE = _HEADER.size
 
@@ -20,6 +22,11 @@ def pack(message_id, enqueued_at, body):
 def message_id(stored):
     """The integer id of a stored message."""
     return _HEADER.unpack_from(stored)[0]
+
+
+def enqueued_at(stored):
+    """When a stored message was pushed (epoch seconds)."""
+    return _HEADER.unpack_from(stored)[1]
 
 
 def format_id(number):
@@ -60,3 +67,34 @@ def render(stored, extra=b""):
             b"}",
         )
     )
+
+
+def note_members(note):
+    """The members a message's note adds to its JSON form (each starting with a comma), or b"".
+
+    A note is what a queue keeps beside a message: {"last_nack_reason": text, "dead_letter":
+    {"source_queue", "deliveries", "dead_lettered_at" (epoch seconds), "reason"}}, either optional.
+    """
+    if not note:
+        return b""
+    members = []
+    dead = note.get("dead_letter")
+    if dead is not None:
+        shown = {
+            "source_queue": dead["source_queue"],
+            "deliveries": dead["deliveries"],
+            "dead_lettered_at": iso_timestamp(dead["dead_lettered_at"]),
+            "reason": dead["reason"],
+        }
+        members.append(b',"dead_letter":' + jsoncodec.dumps(shown))
+    if note.get("last_nack_reason") is not None:
+        members.append(b',"last_nack_reason":' + jsoncodec.dumps(note["last_nack_reason"]))
+    return b"".join(members)
+
+
+def browsed(stored, deliveries, note, lease_expires_at=None):
+    """The form browse shows: the pulled form with deliveries, the note and (if leased) the expiry."""
+    extra = b',"deliveries":%d' % deliveries + note_members(note)
+    if lease_expires_at is not None:
+        extra += b',"lease_expires_at":"%s"' % iso_timestamp(lease_expires_at).encode()
+    return render(stored, extra)

@@ -9,6 +9,7 @@ is imported) prometheus_client keeps them in files that each scrape adds up over
 import logging
 import os
 import time
+from datetime import datetime
 
 from flask import g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
@@ -79,16 +80,32 @@ def _queue_families(infos):
         "queues_queue_in_flight", "Messages leased, not yet acked.", labels=by_queue
     )
     limit = GaugeMetricFamily("queues_queue_max_messages", "How many messages it may hold.", labels=by_queue)
+    age = GaugeMetricFamily(
+        "queues_oldest_message_age_seconds",
+        "Age of the oldest available message (0 when none is available).",
+        labels=by_queue,
+    )
+    waiting = GaugeMetricFamily(
+        "queues_waiting_pulls", "Long polls waiting on the queue now, on this instance.", labels=by_queue
+    )
+    now = time.time()
     totals = [(field, CounterMetricFamily(name, text, labels=by_queue)) for field, name, text in QUEUE_TOTALS]
     for info in infos:
         labels = [info["name"]]
         depth.add_metric(labels, info["size"] - info["in_flight"])  # size counts leased messages too
         in_flight.add_metric(labels, info["in_flight"])
         limit.add_metric(labels, info["max_messages"])
+        age.add_metric(labels, _age(info["oldest_enqueued_at"], now))
+        waiting.add_metric(labels, info["waiting_pulls"])
         for field, family in totals:
             family.add_metric(labels, info[field])
-    yield from (depth, in_flight, limit)
+    yield from (depth, in_flight, limit, age, waiting)
     yield from (family for _, family in totals)
+
+
+def _age(timestamp, now):
+    """Seconds since an ISO 8601 timestamp of QueueInfo (0 for None)."""
+    return 0.0 if timestamp is None else max(0.0, now - datetime.fromisoformat(timestamp).timestamp())
 
 
 def _snapshot_families(snapshotter):

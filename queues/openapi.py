@@ -7,9 +7,13 @@ import yaml
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.yaml"
 
 
-def _pull_parameter(document, name):
-    parameters = document["paths"]["/queues/{name}/pull"]["post"]["parameters"]
+def _parameter(document, path, method, name):
+    parameters = document["paths"][path][method]["parameters"]
     return next(p for p in parameters if p.get("name") == name)["schema"]
+
+
+def _pull_parameter(document, name):
+    return _parameter(document, "/queues/{name}/pull", "post", name)
 
 
 def render_openapi(limits):
@@ -23,4 +27,6 @@ def render_openapi(limits):
     _pull_parameter(document, "max")["maximum"] = limits.max_batch
     _pull_parameter(document, "wait")["maximum"] = limits.max_wait_seconds
     _pull_parameter(document, "lease")["maximum"] = limits.max_lease_seconds
+    schemas["NackRequest"]["properties"]["delay"]["maximum"] = limits.max_lease_seconds
+    _parameter(document, "/queues/{name}/messages", "get", "limit")["maximum"] = limits.max_batch
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100).encode()

@@ -21,14 +21,20 @@ STORED_TYPES = {
 }
 STORED = tuple(STORED_TYPES)
 TOTALS = ("pushed_total", "pulled_total", "acked_total", "dead_lettered_total")
-# Every field, in the order the API shows them: the name, the counts of messages held, then STORED.
-FIELDS = ("name", "size", "in_flight", *STORED)
+# The freshness of the queue, known at the moment: the head's enqueue time, long polls waiting.
+FRESHNESS = ("oldest_enqueued_at", "waiting_pulls")
+# Every field, in the order the API shows them: the name, the counts of messages held, STORED, then
+# FRESHNESS.
+FIELDS = ("name", "size", "in_flight", *STORED, *FRESHNESS)
 
 
-def queue_info(name, size, in_flight, stored):
-    """The QueueInfo of a queue; stored maps every STORED field to its value."""
+def queue_info(name, size, in_flight, stored, oldest_enqueued_at, waiting_pulls):
+    """The QueueInfo of a queue; stored maps every STORED field to its value; oldest_enqueued_at is
+    the head message's enqueue time (epoch seconds), or None when nothing is available."""
     info = {"name": name, "size": size, "in_flight": in_flight}
     for field in STORED:
         info[field] = stored[field]
     info["created_at"] = iso_timestamp(stored["created_at"])
+    info["oldest_enqueued_at"] = None if oldest_enqueued_at is None else iso_timestamp(oldest_enqueued_at)
+    info["waiting_pulls"] = waiting_pulls
     return info

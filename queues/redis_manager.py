@@ -8,6 +8,7 @@ returned lease feeds with one token per message.
 
 import contextlib
 import secrets
+import struct
 import threading
 import time
 from pathlib import Path
@@ -16,10 +17,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from queues import message
+from queues import jsoncodec, message, redrive
 from queues.backend import UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
+    IdempotencyKeyReused,
     QueueExists,
     QueueFull,
     QueueInUse,
@@ -77,6 +79,16 @@ def _number_or_none(value):
     return None if value in (b"", None) else int(value)
 
 
+def _note(raw):
+    """A message's note from its JSON in Redis ('' for none)."""
+    return jsoncodec.loads(raw) if raw else None
+
+
+def _enqueued_at(head):
+    """The enqueue time in the first 16 bytes of the head message, or None ('' for an empty queue)."""
+    return struct.unpack_from("<d", head, 8)[0] if head else None
+
+
 # How each STORED field comes back from Redis (a hash field: bytes, and b"" for None).
 _DECODE_STORED = {
     "max_messages": int,
@@ -109,6 +121,8 @@ class RedisQueueManager:
         self._waiting = threading.BoundedSemaphore(max_waiting)
         self._closed = False
         self._waits_released = False
+        self._waiting_by_queue = {}  # long polls waiting now on this instance, by queue name
+        self._waiting_lock = threading.Lock()
 
     def _run(self, operation, *args):
         """Run one operation of the script; returns (status, values): status is "ok" or an error code."""
@@ -182,11 +196,13 @@ class RedisQueueManager:
 
     def _infos(self, *names):
         infos = []
-        for name, size, in_flight, *fields in self._run("info", *names)[1]:
+        for name, size, in_flight, head, *fields in self._run("info", *names)[1]:
             stored = {
                 field: _DECODE_STORED[field](value) for field, value in zip(STORED, fields, strict=True)
             }
-            infos.append(queue_info(name.decode(), size, in_flight, stored))
+            with self._waiting_lock:
+                waiting = self._waiting_by_queue.get(name.decode(), 0)
+            infos.append(queue_info(name.decode(), size, in_flight, stored, _enqueued_at(head), waiting))
         return infos
 
     # --- queues -----------------------------------------------------------------------------
@@ -223,17 +239,27 @@ class RedisQueueManager:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def push(self, name, bodies):
-        """Append the JSON bodies in order, all or none; return (ids, size after)."""
+    def push(self, name, bodies, idempotency=None):
+        """Append the JSON bodies in order, all or none; return (ids, size after, replayed).
+
+        With idempotency (a queues.backend.Idempotency), the key's check and record are in the
+        same script call as the push, so two pushes with one key never both add.
+        """
         check_queue_name(name)
-        status, reply = self._change("push", name, repr(self._now()), *bodies)
+        key, digest, lifetime_ms = ("", "", 0)
+        if idempotency is not None:
+            key, digest, lifetime_ms = idempotency.key, idempotency.digest, idempotency.seconds * 1000
+        status, reply = self._change("push", name, repr(self._now()), key, digest, lifetime_ms, *bodies)
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if status == "queue_full":
             held, max_messages = reply
             raise QueueFull.no_room(name, held, max_messages, len(bodies))
+        if status == "idempotency_key_reused":
+            raise IdempotencyKeyReused(name)
         size, first = reply[0], int(reply[1])
-        return [message.format_id(first + i) for i in range(len(bodies))], size
+        count = reply[2] if status == "replayed" else len(bodies)
+        return [message.format_id(first + i) for i in range(count)], size, status == "replayed"
 
     def pull(self, name, count=1, wait=0.0, lease=None):
         """Hand out up to count messages from the head, waiting up to wait seconds for one.
@@ -247,6 +273,7 @@ class RedisQueueManager:
         pulled = self._pull_now(name, count, lease, receipts)
         if pulled or wait <= 0 or not self._waiting.acquire(blocking=False):
             return pulled
+        self._count_waiting(name, 1)
         try:
             wake_key = f"{self._prefix}q:{name}:wake"
             while not pulled and not self._waits_released:
@@ -258,21 +285,35 @@ class RedisQueueManager:
                     self._redis.blpop([wake_key], timeout=min(remaining, WAIT_SLICE_SECONDS))
                 pulled = self._pull_now(name, count, lease, receipts)
         finally:
+            self._count_waiting(name, -1)
             self._waiting.release()
         return pulled
+
+    def _count_waiting(self, name, change):
+        with self._waiting_lock:
+            waiting = self._waiting_by_queue.get(name, 0) + change
+            if waiting:
+                self._waiting_by_queue[name] = waiting
+            else:
+                del self._waiting_by_queue[name]
 
     def _pull_now(self, name, count, lease, receipts):
         status, reply = self._change("pull", name, count, "" if lease is None else lease, *receipts)
         if status == "queue_not_found":
             raise QueueNotFound(name)
         if lease is None:
-            return [message.render(stored) for stored in reply]
+            return [
+                message.render(stored, message.note_members(_note(note)))
+                for stored, note in zip(reply[::2], reply[1::2], strict=True)
+            ]
         if not reply:
             return []
         expires_at = reply[0] / 1000
         return [
-            Lease(stored, receipt, expires_at, deliveries).render()
-            for receipt, stored, deliveries in zip(receipts, reply[1::2], reply[2::2], strict=False)
+            Lease(stored, receipt, expires_at, deliveries).render(_note(note))
+            for receipt, stored, deliveries, note in zip(
+                receipts, reply[1::3], reply[2::3], reply[3::3], strict=False
+            )
         ]
 
     def ack(self, name, receipts):
@@ -285,10 +326,13 @@ class RedisQueueManager:
             raise ReceiptInvalid.in_batch(reply)
         return reply[0]
 
-    def nack(self, name, receipt):
-        """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+    def nack(self, name, receipt, delay=0, reason=None):
+        """End a lease: the message goes back to the head (after delay seconds, still leased under
+        a receipt no worker holds until then), or to the dead-letter queue; reason stays with it."""
         check_queue_name(name)
-        status, reply = self._change("nack", name, receipt)
+        has_reason = "0" if reason is None else "1"
+        hidden = secrets.token_urlsafe(12)
+        status, reply = self._change("nack", name, receipt, delay, has_reason, reason or "", hidden)
         self._raise_lease_error(name, status)
         raw_id, deliveries, dead = reply
         return {"id": _format_raw_id(raw_id), "deliveries": deliveries, "dead_lettered": bool(dead)}
@@ -304,6 +348,57 @@ class RedisQueueManager:
             "receipt": receipt,
             "lease_expires_at": message.iso_timestamp(expires_ms / 1000),
         }
+
+    def browse(self, name, limit, offset, leased=False):
+        """Available (or leased) messages from offset in pull order, changing nothing; (forms, total)."""
+        check_queue_name(name)
+        status, reply = self._run("browse", name, offset, limit, "leased" if leased else "")
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        total, items = reply[0], reply[1:]
+        if not leased:
+            forms = [
+                message.browsed(stored, deliveries, _note(note))
+                for stored, deliveries, note in zip(items[::3], items[1::3], items[2::3], strict=True)
+            ]
+            return forms, total
+        forms = [
+            message.browsed(stored, deliveries, _note(note), float(expires_ms) / 1000)
+            for stored, deliveries, note, expires_ms in zip(
+                items[::4], items[1::4], items[2::4], items[3::4], strict=True
+            )
+        ]
+        return forms, total
+
+    def purge(self, name):
+        """Drop every message, leased ones included (their receipts end); returns how many."""
+        check_queue_name(name)
+        status, reply = self._change("purge", name)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        return reply[0]
+
+    def redrive(self, name, max_count=None, to=None, accepts=None):
+        """Move dead letters back (see queues.redrive); each step is one script call."""
+        return redrive.redrive(self, name, max_count, to, accepts)
+
+    def dead_letter_page(self, name, offset, limit):
+        """Available messages of name from offset, as (stored, note) pairs."""
+        status, reply = self._run("browse", name, offset, limit, "")
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        items = reply[1:]
+        return [(stored, _note(note)) for stored, note in zip(items[::3], items[2::3], strict=True)]
+
+    def move_dead_letters(self, name, moves):
+        """Move each (stored, destination) atomically; returns ({destination: moved}, kept, full)."""
+        args = [part for stored, destination in moves for part in (stored, destination)]
+        status, reply = self._change("redrive", name, *args)
+        if status == "queue_not_found":
+            raise QueueNotFound(name)
+        kept, pairs = reply[0], reply[1:]
+        moved = {d.decode(): n for d, n in zip(pairs[::2], pairs[1::2], strict=True)}
+        return moved, kept, status == "full"
 
     @staticmethod
     def _raise_lease_error(name, status):

@@ -11,7 +11,10 @@
 -- q:Q:meta (hash: settings and counters), q:Q:ready (list of available messages, head first),
 -- q:Q:leases (hash receipt -> message), q:Q:lease_deliveries (hash receipt -> deliveries),
 -- q:Q:expiries (sorted set receipt by expiry in ms), q:Q:redeliveries (hash message id -> deliveries
--- of an available message that was leased before), q:Q:wake (list of tokens for long polls).
+-- of an available message that was leased before), q:Q:wake (list of tokens for long polls),
+-- q:Q:notes (hash message id -> JSON note: last_nack_reason, dead_letter), q:Q:idem (hash
+-- Idempotency-Key -> 'digest|size|first id|count') with q:Q:idem_expiries (sorted set key by expiry
+-- in ms).
 --
 -- A message is stored as the memory backend stores it: an 8-byte little-endian id, an 8-byte
 -- double enqueue time, then the JSON body.
@@ -74,6 +77,20 @@ local function next_ids(count)
   return first
 end
 
+-- A message's note (see queues.message.note_members) as a table, or an empty one.
+local function note_of(queue, id)
+  local raw = redis.call('HGET', key(queue, 'notes'), id)
+  return raw and cjson.decode(raw) or {}
+end
+
+local function set_note(queue, id, note)
+  if next(note) == nil then
+    redis.call('HDEL', key(queue, 'notes'), id)
+  else
+    redis.call('HSET', key(queue, 'notes'), id, cjson.encode(note))
+  end
+end
+
 local function end_lease(queue, receipt)
   local stored = redis.call('HGET', key(queue, 'leases'), receipt)
   local deliveries = tonumber(redis.call('HGET', key(queue, 'lease_deliveries'), receipt))
@@ -83,17 +100,19 @@ local function end_lease(queue, receipt)
   return stored, deliveries
 end
 
--- Put ended leases back at the head, oldest first, or dead-letter those out of deliveries.
--- Returns per receipt {id, deliveries, 1 if dead-lettered else 0}.
-local function return_leases(queue, receipts)
+-- Put ended leases back at the head, oldest first, or dead-letter those out of deliveries; reason
+-- goes into the dead letter's note (cjson.null for none). Returns per receipt {id, deliveries, 1 if
+-- dead-lettered else 0}.
+local function return_leases(queue, receipts, reason, now)
   local settings = redis.call('HMGET', key(queue, 'meta'), 'max_deliveries', 'dead_letter_queue')
   local limit, dead_letter_queue = tonumber(settings[1]), settings[2]
-  local back, dead, results = {}, {}, {}
+  local back, dead, dead_deliveries, results = {}, {}, {}, {}
   for i, receipt in ipairs(receipts) do
     local stored, deliveries = end_lease(queue, receipt)
     local is_dead = limit ~= nil and deliveries >= limit
     if is_dead then
       dead[#dead + 1] = stored
+      dead_deliveries[#dead] = deliveries
     else
       back[#back + 1] = {stored, deliveries}
     end
@@ -107,6 +126,14 @@ local function return_leases(queue, receipts)
   end
   wake(queue, #back)
   if #dead > 0 then
+    for i, stored in ipairs(dead) do
+      local id = id_of(stored)
+      local note = note_of(queue, id)
+      redis.call('HDEL', key(queue, 'notes'), id)
+      note.dead_letter = {source_queue = queue, deliveries = dead_deliveries[i], dead_lettered_at = now / 1000,
+        reason = reason}
+      set_note(dead_letter_queue, id, note)
+    end
     push_all('RPUSH', key(dead_letter_queue, 'ready'), dead)
     redis.call('HINCRBY', key(dead_letter_queue, 'meta'), 'pushed_total', #dead)
     redis.call('HINCRBY', key(queue, 'meta'), 'dead_lettered_total', #dead)
@@ -118,13 +145,30 @@ end
 local function expire(queue, now)
   local due = redis.call('ZRANGEBYSCORE', key(queue, 'expiries'), '-inf', now)
   if #due > 0 then
-    return_leases(queue, due)
+    return_leases(queue, due, 'lease_expired', now)
   end
   return #due
 end
 
 local function size(queue)
   return redis.call('LLEN', key(queue, 'ready')) + redis.call('HLEN', key(queue, 'leases'))
+end
+
+-- Drop every message of a queue, leased ones included, keeping its settings and counters.
+local function clear(queue)
+  redis.call('DEL', key(queue, 'ready'), key(queue, 'leases'), key(queue, 'lease_deliveries'),
+    key(queue, 'expiries'), key(queue, 'redeliveries'), key(queue, 'notes'), key(queue, 'wake'))
+end
+
+-- The first push's reply under an Idempotency-Key, after dropping the expired keys of the queue.
+local function remembered(queue, idem_key, now)
+  local expiries = key(queue, 'idem_expiries')
+  local expired = redis.call('ZRANGEBYSCORE', expiries, '-inf', now, 'LIMIT', 0, 100)
+  if #expired > 0 then
+    redis.call('HDEL', key(queue, 'idem'), unpack(expired))
+    redis.call('ZREM', expiries, unpack(expired))
+  end
+  return redis.call('HGET', key(queue, 'idem'), idem_key)
 end
 
 -- The meta fields that QueueInfo shows, in its order: queues/queue_info.py's STORED, filled in by
@@ -170,17 +214,41 @@ function operations.delete(args)
     return users
   end
   local deleted = size(name)
-  redis.call('DEL', key(name, 'meta'), key(name, 'ready'), key(name, 'leases'),
-    key(name, 'lease_deliveries'), key(name, 'expiries'), key(name, 'redeliveries'), key(name, 'wake'))
+  redis.call('DEL', key(name, 'meta'), key(name, 'idem'), key(name, 'idem_expiries'))
+  clear(name)
   redis.call('SREM', P .. 'names', name)
   return {'ok', deleted}
 end
 
--- args: name, enqueued_at, then the bodies. Replies {'ok', size after, first id as a string}.
-function operations.push(args)
-  local name, count = args[1], #args - 2
+function operations.purge(args)
+  local name = args[1]
   if not exists(name) then
     return {'queue_not_found'}
+  end
+  local purged = size(name)
+  clear(name)
+  return {'ok', purged}
+end
+
+-- args: name, enqueued_at, Idempotency-Key ('' for none), body digest, key lifetime in ms, then the
+-- bodies. Replies {'ok', size after, first id as a string}, {'replayed', size, first id, count} for
+-- a key pushed before with the same digest, or {'idempotency_key_reused'}.
+function operations.push(args)
+  local name, count = args[1], #args - 5
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local idem_key, digest, now = args[3], args[4], nil
+  if idem_key ~= '' then
+    now = now_ms()
+    local first_reply = remembered(name, idem_key, now)
+    if first_reply then
+      local was_digest, was_size, was_first, was_count = string.match(first_reply, '^(.-)|(%d+)|(%d+)|(%d+)$')
+      if was_digest ~= digest then
+        return {'idempotency_key_reused'}
+      end
+      return {'replayed', tonumber(was_size), was_first, tonumber(was_count)}
+    end
   end
   local held = size(name)
   local max_messages = tonumber(redis.call('HGET', key(name, 'meta'), 'max_messages'))
@@ -191,17 +259,23 @@ function operations.push(args)
   local at = tonumber(args[2])
   local stored = {}
   for i = 1, count do
-    stored[i] = struct.pack('<Ld', first + i - 1, at) .. args[i + 2]
+    stored[i] = struct.pack('<Ld', first + i - 1, at) .. args[i + 5]
   end
   push_all('RPUSH', key(name, 'ready'), stored)
   redis.call('HINCRBY', key(name, 'meta'), 'pushed_total', count)
   wake(name, count)
+  if idem_key ~= '' then
+    redis.call('HSET', key(name, 'idem'), idem_key,
+      string.format('%s|%d|%d|%d', digest, held + count, first, count))
+    redis.call('ZADD', key(name, 'idem_expiries'), now + tonumber(args[5]), idem_key)
+  end
   return {'ok', held + count, string.format('%d', first)}
 end
 
 -- args: name, count, lease seconds, then one receipt per message wanted (with a lease). Without
 -- lease seconds ('') the messages are removed; with them they go into flight, one receipt each.
--- Replies {'ok', message...} or {'ok', expires_ms, message, deliveries, message, deliveries...}.
+-- Replies {'ok', message, note...} or {'ok', expires_ms, message, deliveries, note, message,
+-- deliveries, note...}; a note is its JSON, or '' for none.
 function operations.pull(args)
   local name, count, lease_seconds = args[1], args[2], args[3]
   if not exists(name) then
@@ -218,6 +292,8 @@ function operations.pull(args)
   end
   local taken = redis.call('LPOP', ready, available)
   local redeliveries = key(name, 'redeliveries')
+  local notes = key(name, 'notes')
+  local noted = redis.call('HLEN', notes) > 0
   local reply = {'ok'}
   if lease_seconds == '' then
     local known = redis.call('HLEN', redeliveries) > 0
@@ -226,6 +302,10 @@ function operations.pull(args)
         redis.call('HDEL', redeliveries, id_of(stored))
       end
       reply[#reply + 1] = stored
+      reply[#reply + 1] = noted and redis.call('HGET', notes, id_of(stored)) or ''
+      if noted then
+        redis.call('HDEL', notes, id_of(stored))
+      end
     end
   else
     local expires = now + tonumber(lease_seconds) * 1000
@@ -239,6 +319,7 @@ function operations.pull(args)
       redis.call('ZADD', key(name, 'expiries'), expires, receipt)
       reply[#reply + 1] = stored
       reply[#reply + 1] = deliveries
+      reply[#reply + 1] = noted and redis.call('HGET', notes, id_of(stored)) or ''
     end
   end
   redis.call('HINCRBY', key(name, 'meta'), 'pulled_total', available)
@@ -274,23 +355,115 @@ function operations.ack(args)
     return reply
   end
   for _, receipt in ipairs(receipts) do
-    end_lease(name, receipt)
+    local stored = end_lease(name, receipt)
+    redis.call('HDEL', key(name, 'notes'), id_of(stored))
   end
   redis.call('HINCRBY', key(name, 'meta'), 'acked_total', #receipts)
   return {'ok', #receipts}
 end
 
+-- args: name, receipt, delay seconds, '1' if a reason is given, the reason, the receipt that
+-- holds the message hidden during a delay. A message on its last delivery is dead-lettered at once.
 function operations.nack(args)
-  local name, receipt = args[1], args[2]
+  local name, receipt, delay, has_reason, reason, hidden = unpack(args, 1, 6)
   if not exists(name) then
     return {'queue_not_found'}
   end
-  expire(name, now_ms())
-  if redis.call('HEXISTS', key(name, 'leases'), receipt) == 0 then
+  local now = now_ms()
+  expire(name, now)
+  local stored = redis.call('HGET', key(name, 'leases'), receipt)
+  if not stored then
     return {'receipt_invalid'}
   end
-  local result = return_leases(name, {receipt})[1]
+  local note = note_of(name, id_of(stored))
+  note.last_nack_reason = has_reason == '1' and reason or nil
+  set_note(name, id_of(stored), note)
+  local deliveries = tonumber(redis.call('HGET', key(name, 'lease_deliveries'), receipt))
+  local limit = tonumber(redis.call('HGET', key(name, 'meta'), 'max_deliveries'))
+  if tonumber(delay) > 0 and (limit == nil or deliveries < limit) then
+    -- Still leased, under a receipt no worker holds, until the delay is over.
+    end_lease(name, receipt)
+    redis.call('HSET', key(name, 'leases'), hidden, stored)
+    redis.call('HSET', key(name, 'lease_deliveries'), hidden, deliveries)
+    redis.call('ZADD', key(name, 'expiries'), now + tonumber(delay) * 1000, hidden)
+    return {'ok', id_of(stored), deliveries, 0}
+  end
+  local result = return_leases(name, {receipt}, has_reason == '1' and reason or cjson.null, now)[1]
   return {'ok', result[1], result[2], result[3]}
+end
+
+-- args: name, offset, count, 'leased' or ''. Replies {'ok', total, then per message: stored,
+-- deliveries, note ('' for none), and with 'leased' the lease's expiry in ms}.
+function operations.browse(args)
+  local name, offset, count, leased = args[1], tonumber(args[2]), tonumber(args[3]), args[4] == 'leased'
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local notes = key(name, 'notes')
+  local reply = {'ok'}
+  if not leased then
+    reply[2] = redis.call('LLEN', key(name, 'ready'))
+    for _, stored in ipairs(redis.call('LRANGE', key(name, 'ready'), offset, offset + count - 1)) do
+      local id = id_of(stored)
+      reply[#reply + 1] = stored
+      reply[#reply + 1] = tonumber(redis.call('HGET', key(name, 'redeliveries'), id)) or 0
+      reply[#reply + 1] = redis.call('HGET', notes, id) or ''
+    end
+    return reply
+  end
+  local pairs_ = redis.call('HGETALL', key(name, 'leases'))
+  local leases = {}
+  for i = 1, #pairs_, 2 do
+    leases[#leases + 1] = {pairs_[i], pairs_[i + 1]}
+  end
+  table.sort(leases, function(a, b) return id_number(a[2]) < id_number(b[2]) end)
+  reply[2] = #leases
+  for i = offset + 1, math.min(offset + count, #leases) do
+    local receipt, stored = leases[i][1], leases[i][2]
+    reply[#reply + 1] = stored
+    reply[#reply + 1] = tonumber(redis.call('HGET', key(name, 'lease_deliveries'), receipt))
+    reply[#reply + 1] = redis.call('HGET', notes, id_of(stored)) or ''
+    reply[#reply + 1] = redis.call('ZSCORE', key(name, 'expiries'), receipt)
+  end
+  return reply
+end
+
+-- args: the dead-letter queue, then pairs of (stored message, destination). Moves each message
+-- still available in the queue to its destination's tail, deliveries 0, its note dropped; one
+-- whose destination is gone stays; the first full destination stops it. Replies {'ok' or 'full',
+-- kept, destination, moved, destination, moved...}.
+function operations.redrive(args)
+  local name = args[1]
+  if not exists(name) then
+    return {'queue_not_found'}
+  end
+  local moved, order, kept, status = {}, {}, 0, 'ok'
+  for i = 2, #args, 2 do
+    local stored, destination = args[i], args[i + 1]
+    if not exists(destination) then
+      kept = kept + 1
+    elseif size(destination) + 1 > tonumber(redis.call('HGET', key(destination, 'meta'), 'max_messages')) then
+      status = 'full'
+      break
+    elseif redis.call('LREM', key(name, 'ready'), 1, stored) == 1 then
+      local id = id_of(stored)
+      redis.call('HDEL', key(name, 'notes'), id)
+      redis.call('HDEL', key(name, 'redeliveries'), id)
+      redis.call('RPUSH', key(destination, 'ready'), stored)
+      redis.call('HINCRBY', key(destination, 'meta'), 'pushed_total', 1)
+      wake(destination, 1)
+      if moved[destination] == nil then
+        order[#order + 1] = destination
+      end
+      moved[destination] = (moved[destination] or 0) + 1
+    end
+  end
+  local reply = {status, kept}
+  for _, destination in ipairs(order) do
+    reply[#reply + 1] = destination
+    reply[#reply + 1] = moved[destination]
+  end
+  return reply
 end
 
 function operations.extend(args)
@@ -327,7 +500,9 @@ function operations.info(args)
   for _, name in ipairs(names) do
     if exists(name) then
       local fields = redis.call('HMGET', key(name, 'meta'), unpack(INFO_FIELDS))
-      reply[#reply + 1] = {name, size(name), redis.call('HLEN', key(name, 'leases')), unpack(fields)}
+      local head = redis.call('LINDEX', key(name, 'ready'), 0)
+      reply[#reply + 1] = {name, size(name), redis.call('HLEN', key(name, 'leases')),
+        head and string.sub(head, 1, 16) or '', unpack(fields)}
     end
   end
   return reply

@@ -20,7 +20,9 @@ def test_quick_benchmark_runs_every_phase_and_writes_its_tables(tmp_path):
     (markdown,) = tmp_path.glob("*.md")
     (figures,) = tmp_path.glob("*.json")
     results = json.loads(figures.read_text())
-    assert set(results["phases"]) == {"push", "pull", "push_batch_100", "pull_batch_100", "mixed"}
+    phases = {"push", "push_idempotency_key", "pull", "push_batch_100", "pull_batch_100", "mixed"}
+    assert set(results["phases"]) == phases
+    assert results["phases"]["push_idempotency_key"]["non_2xx"]["max"] == 0
     assert set(results["journal"]) == {"push_journal_off", "push_journal_everysec", "push_journal_always"}
     assert all(figures["requests_per_s"]["median"] > 0 for figures in results["phases"].values())
     assert set(results["redis"]["rows"]) == {"workers_2", "workers_2_appendonly_everysec"}
@@ -30,4 +32,5 @@ def test_quick_benchmark_runs_every_phase_and_writes_its_tables(tmp_path):
     assert results["snapshot_times"]["file_bytes"] > 0
     text = markdown.read_text()
     assert "| target | measured | met |" in text
+    assert "| push with an Idempotency-Key ≥ 0.9 × plain push |" in text
     assert "| redis, appendonly everysec | 2 |" in text

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from queues.backend import Idempotency
 from queues.errors import QueueServiceError
 from queues.memory import changes
 from queues.memory.manager import MemoryQueueManager
@@ -59,7 +60,19 @@ def test_replaying_a_journal_with_every_kind_of_change_rebuilds_the_live_state(t
     clock.now += 50  # fourth expires; third, extended, does not
     live.expire_leases()
     (again,) = receipts_of(live.pull("jobs", 1, lease=10))  # second's message, its 2nd delivery
-    live.nack("jobs", again)  # out of deliveries: dead-lettered
+    live.nack("jobs", again, reason="bad data")  # out of deliveries: dead-lettered, with its reason
+    live.redrive("dead", to="jobs")  # back at the tail of jobs
+    live.push("jobs", [b'{"n":8}'], Idempotency("key", "digest", 300))  # the key kept with the push
+    (last,) = receipts_of(live.pull("jobs", 1, lease=10))  # fourth's message, its 2nd delivery
+    live.nack("jobs", last, delay=30)  # a delay on the last delivery: dead-lettered at once
+    live.create("scratch", 5)
+    live.push("scratch", [b"{}", b"{}"])
+    (later,) = receipts_of(live.pull("scratch", 1, lease=10))
+    live.nack("scratch", later, delay=30, reason="busy")  # in flight, hidden, for 30 s more
+    live.purge("scratch")
+    live.push("scratch", [b"{}"])
+    (later,) = receipts_of(live.pull("scratch", 1, lease=10))
+    live.nack("scratch", later, delay=30, reason="busy")
     live.pull("jobs", 1, lease=10)
     live.end_leases_after_restart()
     live.pull("jobs", 1, lease=60)
@@ -67,7 +80,7 @@ def test_replaying_a_journal_with_every_kind_of_change_rebuilds_the_live_state(t
     journaled_kinds = {change.kind for change in read_changes(journal_path(path, 0))}
     assert journaled_kinds == set(changes.KINDS)
     assert queue_states(recovered(path)) == queue_states(live)
-    assert live.info("dead")["size"] == 1 and live.info("jobs")["dead_lettered_total"] == 1
+    assert live.info("dead")["size"] == 1 and live.info("jobs")["dead_lettered_total"] == 2
 
 
 def test_a_record_of_an_unknown_kind_stops_start_up_naming_the_file(tmp_path):

@@ -86,7 +86,7 @@ def test_pull_returns_messages_in_push_order(manager):
 
 
 def test_push_returns_distinct_increasing_ids_and_the_size(manager):
-    ids, size = manager.push("q", bodies(1, 2, 3))
+    ids, size, _ = manager.push("q", bodies(1, 2, 3))
     assert size == 3
     assert len(set(ids)) == 3 and ids == sorted(ids)
     assert [json.loads(r)["id"] for r in manager.pull("q", 3)] == ids
@@ -214,7 +214,7 @@ def test_snapshot_and_restore_keep_queues_messages_order_and_counters(memory_man
     restored = MemoryQueueManager.restore(state)
     assert restored.list() == memory_manager.list()
     assert pulled_bodies(restored.pull("q", 10)) == bodies(2, 3)
-    new_ids, _ = restored.push("q", bodies(4))
+    new_ids, _, _ = restored.push("q", bodies(4))
     old_ids = [message.format_id(message.message_id(s)) for s in state["queues"][1]["messages"]]
     assert new_ids[0] > max(old_ids)
 

@@ -153,12 +153,12 @@ def test_ids_are_not_reissued_after_redis_lost_its_data(own_redis, manager_on):
     server = own_redis()  # no persistence: as after a crash with RDB or appendfsync everysec
     manager = manager_on(server)
     manager.create("q", 10)
-    (first,), _ = manager.push("q", bodies(1))
+    (first,), _, _ = manager.push("q", bodies(1))
     assert manager.pull("q")  # handed out to a consumer, which keeps its id
     server.stop()
     server.start()
     manager.create("q", 10)
-    (second,), _ = manager.push("q", bodies(2))
+    (second,), _, _ = manager.push("q", bodies(2))
     # Like the memory backend, ids start no lower than the time in microseconds.
     assert second != first, f"id {second} handed out twice"
 

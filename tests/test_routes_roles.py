@@ -20,6 +20,10 @@ ROUTES = [
     ("post", "/queues/jobs/ack", {"receipt": "r"}, 409, 409),
     ("post", "/queues/jobs/nack", {"receipt": "r"}, 409, 409),
     ("post", "/queues/jobs/extend", {"receipt": "r", "lease": 5}, 409, 409),
+    ("get", "/queues/jobs/messages", None, 200, 200),
+    ("get", "/queues/jobs/messages?state=leased", None, 200, 200),
+    ("post", "/queues/jobs/purge", None, 200, 403),
+    ("post", "/queues/jobs/redrive", {}, 200, 403),
 ]
 CREDENTIALS = {
     "no credentials": {},

@@ -17,9 +17,11 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import ClassVar
 
+from queues import message
 from queues.fifo import Queue
 
 KINDS = {}  # kind -> record class
+EXPIRED_REASON = "lease_expired"  # dead_letter.reason of a message whose last lease expired
 
 
 class State:
@@ -45,6 +47,10 @@ class Change:
 
     def apply(self, state):
         raise NotImplementedError
+
+    def other_queues(self):
+        """Names of the queues besides the first field's (and its dead-letter queue) it changes."""
+        return ()
 
 
 def change(cls):
@@ -113,9 +119,14 @@ class Push(Change):
     kind = "push"
     name: str
     stored: list  # stored messages (queues.message.pack), ids drawn by the caller
+    # With an Idempotency-Key: (key, digest, ids, size, expires_at), the reply a repeat gets.
+    remembered: tuple | None = None
 
     def apply(self, state):
-        state.queues[self.name].append(self.stored)
+        queue = state.queues[self.name]
+        if self.remembered is not None:
+            queue.remember(*self.remembered)
+        queue.append(self.stored)
 
 
 @change
@@ -154,13 +165,33 @@ class Ack(Change):
     def apply(self, state):
         queue = state.queues[self.name]
         for receipt in self.receipts:
-            queue.end_lease(receipt)
+            lease = queue.end_lease(receipt)
+            queue.notes.pop(message.message_id(lease.stored), None)
         queue.acked_total += len(self.receipts)
+
+
+def _return_leases(queue, receipts, reason, now):
+    """End leases: back at the head, or dead-lettered once out of deliveries, with their notes."""
+    leases = [queue.end_lease(receipt) for receipt in receipts]
+    limit = queue.max_deliveries
+    dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
+    queue.put_back([lease for lease in leases if lease not in dead])
+    if dead:
+        notes = [queue.notes.pop(message.message_id(lease.stored), None) or {} for lease in dead]
+        for lease, note in zip(dead, notes, strict=True):
+            note["dead_letter"] = {
+                "source_queue": queue.name,
+                "deliveries": lease.deliveries,
+                "dead_lettered_at": now,
+                "reason": reason,
+            }
+        queue.dead_letter_target.add_dead_letters(dead, notes)
+        queue.dead_lettered_total += len(dead)
 
 
 @change
 class Return(Change):
-    """Leases ended by a nack or by expiry: back at the head, or dead-lettered once out of deliveries.
+    """Leases ended by expiry: back at the head, or dead-lettered once out of deliveries.
 
     The caller also holds the lock of the queue's dead-letter queue.
     """
@@ -168,18 +199,73 @@ class Return(Change):
     kind = "return"
     name: str
     receipts: list
+    now: float = 0.0  # when they expired (journals from before dead letters had notes: unknown)
+
+    def apply(self, state):
+        _return_leases(state.queues[self.name], self.receipts, EXPIRED_REASON, self.now)
+
+
+@change
+class Nack(Change):
+    """A lease ended by its worker: its reason kept with the message; then, with hidden (a receipt
+    no worker holds), the message stays in flight until `until`; without, it is returned at once.
+
+    The caller also holds the lock of the queue's dead-letter queue.
+    """
+
+    kind = "nack"
+    name: str
+    receipt: str
+    hidden: str | None
+    until: float
+    reason: str | None
+    now: float
 
     def apply(self, state):
         """Returns the leases that went to the dead-letter queue."""
         queue = state.queues[self.name]
-        leases = [queue.end_lease(receipt) for receipt in self.receipts]
-        limit = queue.max_deliveries
-        dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
-        queue.put_back([lease for lease in leases if lease not in dead])
-        if dead:
-            queue.dead_letter_target.add_dead_letters(dead)
-            queue.dead_lettered_total += len(dead)
-        return dead
+        queue.set_nack_reason(queue.leases[self.receipt].stored, self.reason)
+        if self.hidden is not None:
+            queue.hide(self.receipt, self.hidden, self.until)
+        else:
+            _return_leases(queue, [self.receipt], self.reason, self.now)
+
+
+@change
+class Purge(Change):
+    """Every message of the queue goes, leased ones included; settings, counters and keys stay."""
+
+    kind = "purge"
+    name: str
+
+    def apply(self, state):
+        """Returns how many messages went."""
+        return state.queues[self.name].clear()
+
+
+@change
+class Redrive(Change):
+    """Available messages of the queue (by id) move to the tails of their destinations.
+
+    The caller holds the locks of the queue and of every destination.
+    """
+
+    kind = "redrive"
+    name: str
+    moves: list  # (message id, destination queue name), in queue order
+
+    def other_queues(self):
+        return tuple({destination for _, destination in self.moves})
+
+    def apply(self, state):
+        """Returns {destination: how many moved there}."""
+        destination_of = dict(self.moves)
+        moved = {}
+        for stored in state.queues[self.name].remove_for_redrive(set(destination_of)):
+            destination = destination_of[message.message_id(stored)]
+            state.queues[destination].append([stored])
+            moved[destination] = moved.get(destination, 0) + 1
+        return moved
 
 
 @change

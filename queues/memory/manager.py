@@ -17,10 +17,11 @@ import secrets
 import threading
 import time
 
-from queues import message
+from queues import message, redrive
 from queues.backend import UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
+    IdempotencyKeyReused,
     QueueExists,
     QueueFull,
     QueueInUse,
@@ -196,21 +197,43 @@ class MemoryQueueManager:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def push(self, name, bodies):
-        """Append the JSON bodies in order, all or none; return (ids, size after)."""
+    def push(self, name, bodies, idempotency=None):
+        """Append the JSON bodies in order, all or none; return (ids, size after, replayed).
+
+        With idempotency (a queues.backend.Idempotency) the key is checked under the queue's lock
+        and kept by the push's own record.
+        """
         queue = self._get(name)
+        now = self._clock()
         ids = [next(self._ids) for _ in bodies]
-        push = changes.Push(name, list(map(message.pack, ids, itertools.repeat(self._clock()), bodies)))
-        encoded = self._encode(push)  # before the lock: pickling a batch takes a while
+        shown = [message.format_id(i) for i in ids]
+        push = changes.Push(name, list(map(message.pack, ids, itertools.repeat(now), bodies)))
+        encoded = None if idempotency else self._encode(push)  # before the lock: pickling takes a while
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
+            if idempotency is not None:
+                first = queue.remembered(idempotency.key, now)
+                if first is not None:
+                    if first[0] != idempotency.digest:
+                        raise IdempotencyKeyReused(name)
+                    return list(first[1]), first[2], True
             if len(bodies) > queue.max_messages - queue.size():
                 raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
+            if idempotency is not None:
+                size_after = queue.size() + len(bodies)
+                remembered = (
+                    idempotency.key,
+                    idempotency.digest,
+                    shown,
+                    size_after,
+                    now + idempotency.seconds,
+                )
+                push = changes.Push(name, push.stored, remembered)
             sequence, _ = self._commit(push, encoded)
             size = queue.size()
         self._make_durable(sequence)
-        return [message.format_id(i) for i in ids], size
+        return shown, size, False
 
     def pull(self, name, count=1, wait=0.0, lease=None):
         """Hand out up to count messages from the head, waiting up to wait seconds for one.
@@ -233,14 +256,16 @@ class MemoryQueueManager:
                 sequence, handed_out = self._commit(changes.Take(name, available))
             else:
                 leasing = changes.Lease(name, receipts[:available], self._clock() + lease)
-                sequence, handed_out = self._commit(leasing)
+                sequence, leases = self._commit(leasing)
+                notes = queue.notes
+                handed_out = [(leased, notes.get(message.message_id(leased.stored))) for leased in leases]
             if queue.messages:
                 # A push notifies one waiter per message; pass on what this one did not take.
                 queue.not_empty.notify()
         self._make_durable(expired, sequence)
         if lease is None:
-            return [message.render(stored) for stored in handed_out]
-        return [leased.render() for leased in handed_out]
+            return [message.render(stored, message.note_members(note)) for stored, note in handed_out]
+        return [leased.render(note) for leased, note in handed_out]
 
     def _wait_for_messages(self, queue, deadline):
         """Wait until queue has a message or the deadline passes; the caller holds queue.lock.
@@ -250,6 +275,7 @@ class MemoryQueueManager:
         """
         if queue.messages or deadline is None or not self._waiting.acquire(blocking=False):
             return
+        queue.waiting += 1
         try:
             while not (queue.messages or queue.deleted or self._waits_released):
                 remaining = deadline - time.monotonic()
@@ -257,6 +283,7 @@ class MemoryQueueManager:
                     return
                 queue.not_empty.wait(remaining)
         finally:
+            queue.waiting -= 1
             self._waiting.release()
 
     def ack(self, name, receipts):
@@ -271,20 +298,30 @@ class MemoryQueueManager:
         self._make_durable(expired, sequence)
         return len(receipts)
 
-    def nack(self, name, receipt):
-        """End a lease now: the message goes back to the head, or to the dead-letter queue."""
+    def nack(self, name, receipt, delay=0, reason=None):
+        """End a lease: the message goes back to the head, or to the dead-letter queue.
+
+        With delay (seconds) it stays leased under a receipt no worker holds until then, unless
+        this was its last allowed delivery; reason stays with the message.
+        """
         queue = self._get(name)
+        hidden = secrets.token_urlsafe(12)
         with queue.lock:
-            expired = self._expire(queue, self._clock())
+            now = self._clock()
+            expired = self._expire(queue, now)
             if receipt not in queue.leases:
                 raise ReceiptInvalid.one()
             lease = queue.leases[receipt]
-            sequence, dead = self._return(queue, [receipt])
+            dead = queue.max_deliveries is not None and lease.deliveries >= queue.max_deliveries
+            hidden = hidden if delay > 0 and not dead else None
+            sequence = self._with_dead_letter_lock(
+                queue, changes.Nack(name, receipt, hidden, now + delay, reason, now)
+            )
         self._make_durable(expired, sequence)
         return {
             "id": message.format_id(message.message_id(lease.stored)),
             "deliveries": lease.deliveries,
-            "dead_lettered": bool(dead),
+            "dead_lettered": dead,
         }
 
     def extend(self, name, receipt, seconds):
@@ -303,6 +340,64 @@ class MemoryQueueManager:
             "lease_expires_at": message.iso_timestamp(lease.expires_at),
         }
 
+    # --- operators ---------------------------------------------------------------------------
+
+    def browse(self, name, limit, offset, leased=False):
+        """Available (or leased) messages from offset in pull order, changing nothing; (forms, total)."""
+        queue = self._get(name)
+        with queue.lock:
+            if leased:
+                leases = sorted(queue.leases.values(), key=lambda lease: message.message_id(lease.stored))
+                total, page = len(leases), leases[offset : offset + limit]
+                shown = [(lease.stored, lease.deliveries, lease.expires_at) for lease in page]
+            else:
+                total = len(queue.messages)
+                page = itertools.islice(queue.messages, offset, offset + limit)
+                counts = queue.deliveries
+                shown = [(stored, counts.get(message.message_id(stored), 0), None) for stored in page]
+            notes = [queue.notes.get(message.message_id(stored)) for stored, _, _ in shown]
+        return [
+            message.browsed(stored, deliveries, note, expires_at)
+            for (stored, deliveries, expires_at), note in zip(shown, notes, strict=True)
+        ], total
+
+    def purge(self, name):
+        """Drop every message, leased ones included (their receipts end); returns how many."""
+        queue = self._get(name)
+        with queue.lock:
+            if queue.deleted:
+                raise QueueNotFound(name)
+            sequence, purged = self._commit(changes.Purge(name))
+        self._make_durable(sequence)
+        return purged
+
+    def redrive(self, name, max_count=None, to=None, accepts=None):
+        """Move dead letters back (see queues.redrive); each page moves under the queues' locks."""
+        return redrive.redrive(self, name, max_count, to, accepts)
+
+    def dead_letter_page(self, name, offset, limit):
+        """Available messages of name from offset, as (stored, note) pairs."""
+        queue = self._get(name)
+        with queue.lock:
+            page = list(itertools.islice(queue.messages, offset, offset + limit))
+            return [(stored, queue.notes.get(message.message_id(stored))) for stored in page]
+
+    def move_dead_letters(self, name, moves):
+        """Move each (stored, destination) atomically; returns ({destination: moved}, kept, full)."""
+        queue = self._get(name)
+        with self._lock:
+            targets = {d: self._queues.get(d) for _, d in moves}
+        involved = {id(q): q for q in (queue, *targets.values()) if q is not None}
+        with contextlib.ExitStack() as held:
+            for locked in sorted(involved.values(), key=lock_order):
+                held.enter_context(locked.lock)
+            if queue.deleted:
+                raise QueueNotFound(name)
+            chosen, kept, full = _choose_moves(queue, moves, targets)
+            sequence, moved = self._commit(changes.Redrive(name, chosen)) if chosen else (None, {})
+        self._make_durable(sequence)
+        return moved, kept, full
+
     def expire_leases(self):
         """Return every expired lease's message to its queue (or dead-letter queue)."""
         now = self._clock()
@@ -320,17 +415,17 @@ class MemoryQueueManager:
         if not due:
             return None
         try:
-            return self._return(queue, due)[0]
+            return self._with_dead_letter_lock(queue, changes.Return(queue.name, due, now))
         except StorageUnavailable:
             queue.schedule(due)  # still leased: the next sweep or pull tries again
             raise
 
-    def _return(self, queue, receipts):
-        """Return these leases (changes.Return); the caller holds queue.lock, this takes its
-        dead-letter queue's. Returns (the journal sequence, the leases dead-lettered)."""
+    def _with_dead_letter_lock(self, queue, change):
+        """Commit change (a Return or a Nack); the caller holds queue.lock, this takes its
+        dead-letter queue's. Returns the journal sequence."""
         target = queue.dead_letter_target
         with target.lock if target is not None else contextlib.nullcontext():
-            return self._commit(changes.Return(queue.name, receipts))
+            return self._commit(change)[0]
 
     # --- snapshot, restore, replay ----------------------------------------------------------
 
@@ -402,7 +497,7 @@ class MemoryQueueManager:
         manager = cls(next_id=next_id, clock=clock, max_waiting=max_waiting, state=restored)
         for number, change in enumerate(replayed, 1):
             try:
-                with manager._locks_of(change.name):
+                with manager._locks_of(change.name, change.other_queues()):
                     change.apply(restored)
             except Exception as exc:  # whatever the failure, the journal does not fit the state
                 raise ValueError(
@@ -412,13 +507,14 @@ class MemoryQueueManager:
         return manager
 
     @contextlib.contextmanager
-    def _locks_of(self, name):
-        """The registry lock and every lock a change of queue name may need, in LOCK_ORDER."""
+    def _locks_of(self, name, others=()):
+        """The registry lock and every lock a change of queue name (and of others) may need, in
+        LOCK_ORDER."""
         with self._lock, contextlib.ExitStack() as held:
             queue = self._queues.get(name)
-            for needed in (queue, queue and queue.dead_letter_target):
-                if needed is not None:
-                    held.enter_context(needed.lock)
+            needed = {queue, queue and queue.dead_letter_target, *map(self._queues.get, others)} - {None}
+            for locked in sorted(needed, key=lock_order):
+                held.enter_context(locked.lock)
             yield
 
     def end_leases_after_restart(self):
@@ -434,3 +530,22 @@ class MemoryQueueManager:
                 if queue.leases:
                     sequences.append(self._commit(changes.Restart(queue.name))[0])
         self._make_durable(*sequences)
+
+
+def _choose_moves(queue, moves, targets):
+    """The (id, destination) moves of a redrive page that can happen now, how many stay because
+    their destination is gone, and whether a full destination stops the redrive; the caller holds
+    every lock involved."""
+    present = {message.message_id(stored) for stored in queue.messages}
+    chosen, kept, adding = [], 0, {}
+    for stored, destination in moves:
+        target = targets[destination]
+        number = message.message_id(stored)
+        if target is None or target.deleted:
+            kept += 1
+        elif target.size() + adding.get(destination, 0) + 1 > target.max_messages:
+            return chosen, kept, True
+        elif number in present:
+            chosen.append((number, destination))
+            adding[destination] = adding.get(destination, 0) + 1
+    return chosen, kept, False

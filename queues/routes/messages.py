@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app
 
-from queues import jsoncodec
+from queues import idempotency, jsoncodec
 from queues.auth import ANY_ROLE_WITH_ACCESS, auth
 from queues.errors import InvalidRequest
 from queues.responses import json_response, no_content
@@ -19,6 +19,7 @@ from queues.routes import (
 from queues.schemas import check_messages
 
 bp = Blueprint("messages", __name__)
+MAX_REASON_LENGTH = 1000
 
 
 @bp.post("/queues/<name>/push")
@@ -26,13 +27,17 @@ bp = Blueprint("messages", __name__)
 def push_messages(name):
     queues = manager()
     schema = queues.schema_of(name)
+    key = idempotency.requested_key()
     body = json_object_body(("message", "messages"))
-    messages, single = one_or_many(body, "message", "messages", settings().queues.max_batch)
+    limits = settings().queues
+    messages, single = one_or_many(body, "message", "messages", limits.max_batch)
     check_messages(messages, current_app.extensions["queues.schemas"].get(schema))
-    ids, size = queues.push(name, [jsoncodec.dumps(m) for m in messages])
+    once = idempotency.for_push(key, body, limits.idempotency_seconds)
+    ids, size, replayed = queues.push(name, [jsoncodec.dumps(m) for m in messages], once)
+    headers = {idempotency.REPLAYED_HEADER: "true"} if replayed else None
     if single:
-        return json_response({"id": ids[0], "queue": name, "size": size}, 201)
-    return json_response({"ids": ids, "queue": name, "size": size}, 201)
+        return json_response({"id": ids[0], "queue": name, "size": size}, 201, headers)
+    return json_response({"ids": ids, "queue": name, "size": size}, 201, headers)
 
 
 @bp.post("/queues/<name>/pull")
@@ -75,8 +80,13 @@ def ack_messages(name):
 def nack_message(name):
     queues = manager()
     queues.require(name)
-    body = json_object_body(("receipt",))
-    return json_response(queues.nack(name, _receipt(body.get("receipt"))))
+    body = json_object_body(("receipt", "delay", "reason"))
+    receipt = _receipt(body.get("receipt"))
+    delay = bounded_int("delay", body.get("delay", 0), 0, settings().queues.max_lease_seconds)
+    reason = body.get("reason")
+    if reason is not None and not (isinstance(reason, str) and len(reason) <= MAX_REASON_LENGTH):
+        raise InvalidRequest(f"reason must be a string of at most {MAX_REASON_LENGTH} characters")
+    return json_response(queues.nack(name, receipt, delay, reason))
 
 
 @bp.post("/queues/<name>/extend")
