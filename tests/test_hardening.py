@@ -376,6 +376,23 @@ def test_the_failed_login_window_slides(tight):
     assert call(tight, "GET", "/queues", "127.0.0.31", wrong)[0] == 401
 
 
+def test_a_new_connection_from_a_throttled_source_waits_the_pause_while_others_are_served(tight):
+    wrong = basic("manager", "guess")
+    for _ in range(3):
+        assert call(tight, "GET", "/queues", "127.0.0.32", wrong)[0] == 401
+    assert call(tight, "GET", "/queues", "127.0.0.32", wrong)[0] == 429
+    head = f"GET /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('manager')['Authorization']}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", tight.port), 10, ("127.0.0.32", 0)) as sock:
+        sent = time.monotonic()
+        sock.sendall(head.encode())
+        assert select.select([sock], [], [], 0.3)[0] == []
+        assert call(tight, "GET", "/queues", "127.0.0.33", basic("manager"))[0] == 200
+        answer = sock.recv(100)
+    assert 0.3 <= time.monotonic() - sent < 9
+    # Still throttled, or (on a slow machine) the 2-second window has passed meanwhile.
+    assert answer.startswith((b"HTTP/1.1 429", b"HTTP/1.1 200"))
+
+
 def test_logins_beyond_the_hash_slots_get_429_retry_after_1(tight):
     # 4 threads: one login hashes at a time and one waits; make the hash slow enough to overlap.
     results = []
