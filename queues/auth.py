@@ -18,7 +18,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from queues.config import ServerConfig
 from queues.error_handlers import error_response
+from queues.errors import TooManyRequests
 from queues.login_throttle import FailedLogins, HashSlots, SharedFailedLogins, hash_slots_for
+from queues.tarpit import Tarpit
 from queues.users import ROLES_WITH_ACCESS, UsersFileError, load_users
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,14 @@ def _verify_password(username, password):
         return None  # no credentials: not a failed login
     failed_logins = current_app.extensions["queues.failed_logins"]
     source = _source()
-    failed_logins.check(source)
-    user = current_app.extensions["queues.authenticator"].verify(username, password)
+    try:
+        failed_logins.check(source)
+        user = current_app.extensions["queues.authenticator"].verify(username, password)
+    except TooManyRequests:
+        tarpit = current_app.extensions.get("queues.tarpit")
+        if tarpit is not None:
+            tarpit.hold(source)
+        raise
     if user is None:
         failed_logins.fail(source)
     return user
@@ -161,7 +169,7 @@ def _auth_error(status):
 
 
 def init_app(app, config):
-    """Attach an Authenticator for the users file and a failed-login count to app."""
+    """Attach an Authenticator for the users file, a failed-login count and a tarpit to app."""
     app.extensions["queues.authenticator"] = Authenticator(
         config.auth.users_file, HashSlots(hash_slots_for(config.server.threads))
     )
@@ -171,3 +179,5 @@ def init_app(app, config):
         if config.storage.backend == "redis"
         else FailedLogins(*limits)
     )
+    if not config.server.trusted_proxies:  # behind a proxy, every client shares its address
+        app.extensions["queues.tarpit"] = Tarpit()

@@ -5,10 +5,13 @@ then blocks reading the rest: a few clients that send half a request hold every 
 nobody else is answered. Here the worker's event loop reads each request (head, and a body of
 known length up to the app's MAX_CONTENT_LENGTH) without blocking, and gives the connection to a
 thread with those bytes already read. A request not complete within REQUEST_READ_SECONDS is
-dropped. `worker_class = "queues.http_worker.RequestBufferingWorker"` in gunicorn.conf.py.
+dropped. A connection from a source held in the app's tarpit (queues.tarpit) is read only once
+its pause has passed. `worker_class = "queues.http_worker.RequestBufferingWorker"` in gunicorn.conf.py.
 """
 
 import errno
+import heapq
+import itertools
 import re
 import selectors
 import time
@@ -46,11 +49,18 @@ def request_ready(data, body_limit):
     return len(body) >= min(int(length.group(1)) if length else 0, body_limit)
 
 
+def _peer_host(conn):
+    """The address a connection comes from (None on a Unix socket)."""
+    return conn.client[0] if isinstance(conn.client, tuple) else None
+
+
 class RequestBufferingWorker(ThreadWorker):
     """ThreadWorker whose event loop reads each request before a thread is given to it."""
 
     def init_process(self):
         self._reading = {}  # connection -> when it is dropped unless its request is complete
+        self._paused = []  # heap of (when its pause ends, tie-breaker, connection), not yet read
+        self._pause_order = itertools.count()
         super().init_process()
 
     def _body_limit(self):
@@ -78,6 +88,23 @@ class RequestBufferingWorker(ThreadWorker):
 
     def _start_reading(self, conn):
         conn.sock.setblocking(False)
+        tarpit = (getattr(self.wsgi, "extensions", None) or {}).get("queues.tarpit")
+        until = tarpit.until(_peer_host(conn)) if tarpit is not None and self.alive else None
+        if until is None:
+            self._read(conn)
+        else:
+            heapq.heappush(self._paused, (until, next(self._pause_order), conn))
+
+    def wait_for_and_dispatch_events(self, timeout):
+        """Also wake when a pause ends, and read the connections whose pause has (all when stopping)."""
+        if self._paused:
+            timeout = min(timeout, max(0.0, self._paused[0][0] - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+        now = time.monotonic()
+        while self._paused and (self._paused[0][0] <= now or not self.alive):
+            self._read(heapq.heappop(self._paused)[2])
+
+    def _read(self, conn):
         conn.received = bytearray()
         self._reading[conn] = time.monotonic() + REQUEST_READ_SECONDS
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))

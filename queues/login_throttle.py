@@ -6,6 +6,7 @@ workers, perhaps several instances) in Redis, so that every worker sees every fa
 
 import logging
 import math
+import os
 import secrets
 import threading
 import time
@@ -133,6 +134,18 @@ class HashSlots:
         self._admitted.release()
 
 
-def hash_slots_for(threads):
-    """A quarter of the threads (at least one) may hash at once, as many wait: half stay free."""
-    return max(1, threads // 4)
+def hash_slots_for(threads, cpus=None):
+    """A quarter of the threads may hash at once, as many wait: half the threads stay free.
+
+    And no more than half the CPUs (at least one): the hash releases the GIL and keeps a CPU busy
+    for its whole 0.1 s, so more at once would leave none for the requests of everyone else.
+    """
+    cpus = cpus or _usable_cpus()
+    return max(1, min(threads // 4, cpus // 2))
+
+
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1

@@ -9,7 +9,7 @@ from werkzeug.security import generate_password_hash
 from queues import auth as auth_module
 from queues.auth import Authenticator
 from queues.errors import TooManyRequests
-from queues.login_throttle import FailedLogins, HashSlots
+from queues.login_throttle import FailedLogins, HashSlots, hash_slots_for
 from queues.users import User, UsersFileError, load_users, save_users
 from tests.conftest import FAST_HASH, PASSWORDS, write_users
 
@@ -167,3 +167,11 @@ def test_failed_logins_slide_out_of_the_window_one_by_one():
     failed.fail("10.0.0.1")
     with pytest.raises(TooManyRequests):
         failed.check("10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "threads, cpus, slots",
+    [(16, 2, 1), (16, 1, 1), (16, 8, 4), (16, 64, 4), (4, 64, 1), (1, 1, 1), (64, 12, 6)],
+)
+def test_hash_slots_are_a_quarter_of_the_threads_and_at_most_half_the_cpus(threads, cpus, slots):
+    assert hash_slots_for(threads, cpus) == slots

@@ -6,6 +6,7 @@ import http.client
 import json
 import random
 import re
+import select
 import shutil
 import socket
 import threading
@@ -106,6 +107,34 @@ def test_failed_logins_from_one_source_get_429_until_the_window_passes(live):
     # Good credentials from that source are refused too; from another source they still work.
     assert call(live, "GET", "/queues", "127.0.0.21", basic("manager"))[0] == 429
     assert call(live, "GET", "/queues", "127.0.0.22", basic("manager"))[0] == 200
+
+
+def test_a_throttled_connection_is_read_again_only_after_a_pause_while_others_are_served(live):
+    wrong = basic("manager", "guess")
+    for _ in range(10):
+        assert call(live, "GET", "/queues", "127.0.0.24", wrong)[0] == 401
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", live.port, source_address=("127.0.0.24", 0), timeout=10
+    )
+    try:
+        connection.request("GET", "/queues", headers=wrong)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 429 and not response.will_close
+        # The same kept-alive connection: its next request waits in the tarpit, holding no thread.
+        sent = time.monotonic()
+        connection.request("GET", "/queues", headers={**wrong, "X-Request-ID": "tarpitted-1"})
+        assert select.select([connection.sock], [], [], 0.3)[0] == []
+        assert call(live, "GET", "/queues", "127.0.0.25", basic("manager"))[0] == 200
+        assert select.select([connection.sock], [], [], 0)[0] == []
+        response = connection.getresponse()
+        response.read()
+        assert 0.3 <= time.monotonic() - sent < 9
+        assert response.status == 429 and 1 <= int(response.headers["Retry-After"]) <= 60
+    finally:
+        connection.close()
+    # Held, but still served and logged like any other request.
+    eventually(lambda: len(log_entries(live, "tarpitted-1")) == 2)
 
 
 def test_requests_without_credentials_are_not_failed_logins(live):
@@ -345,6 +374,23 @@ def test_the_failed_login_window_slides(tight):
     time.sleep(int(headers["Retry-After"]) + 0.1)
     assert call(tight, "GET", "/queues", "127.0.0.31", basic("manager"))[0] == 200
     assert call(tight, "GET", "/queues", "127.0.0.31", wrong)[0] == 401
+
+
+def test_a_new_connection_from_a_throttled_source_waits_the_pause_while_others_are_served(tight):
+    wrong = basic("manager", "guess")
+    for _ in range(3):
+        assert call(tight, "GET", "/queues", "127.0.0.32", wrong)[0] == 401
+    assert call(tight, "GET", "/queues", "127.0.0.32", wrong)[0] == 429
+    head = f"GET /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('manager')['Authorization']}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", tight.port), 10, ("127.0.0.32", 0)) as sock:
+        sent = time.monotonic()
+        sock.sendall(head.encode())
+        assert select.select([sock], [], [], 0.3)[0] == []
+        assert call(tight, "GET", "/queues", "127.0.0.33", basic("manager"))[0] == 200
+        answer = sock.recv(100)
+    assert 0.3 <= time.monotonic() - sent < 9
+    # Still throttled, or (on a slow machine) the 2-second window has passed meanwhile.
+    assert answer.startswith((b"HTTP/1.1 429", b"HTTP/1.1 200"))
 
 
 def test_logins_beyond_the_hash_slots_get_429_retry_after_1(tight):
