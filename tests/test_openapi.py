@@ -55,3 +55,14 @@ def test_queue_info_schema_requires_exactly_the_fields_both_backends_give_in_the
     schema = yaml.safe_load(OPENAPI_FILE.read_text(encoding="utf-8"))["components"]["schemas"]["QueueInfo"]
     assert schema["required"] == list(FIELDS)
     assert set(schema["properties"]) == set(FIELDS)
+
+
+def test_every_authenticated_operation_documents_the_login_throttle():
+    document = yaml.safe_load(OPENAPI_FILE.read_text())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            responses = operation["responses"]
+            if "401" in responses:
+                assert "429" in responses, f"{method.upper()} {path} does not document 429"

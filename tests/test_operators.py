@@ -234,7 +234,16 @@ def test_redrive_to_a_missing_queue_is_404(admin, jobs):
 
 
 @pytest.mark.parametrize(
-    "body", [{"max": 0}, {"max": True}, {"to": 5}, {"to": "bad name"}, {"to": "jobs.dead"}, {"limit": 1}]
+    "body",
+    [
+        {"max": 0},
+        {"max": True},
+        {"to": 5},
+        {"to": None},
+        {"to": "bad name"},
+        {"to": "jobs.dead"},
+        {"limit": 1},
+    ],
 )
 def test_redrive_with_a_bad_body_is_400(admin, jobs, body):
     assert admin.post("/queues/jobs.dead/redrive", json=body).status_code == 400

@@ -46,7 +46,7 @@ def redrive_messages(name):
     body = json_object_body(("max", "to"))
     max_count = bounded_int("max", body["max"], 1, MAX_OFFSET) if "max" in body else None
     to = body.get("to")
-    if to is not None:
+    if "to" in body:
         if not isinstance(to, str):
             raise InvalidRequest("to must be the name of an existing queue")
         check_queue_name(to)
