@@ -9,6 +9,7 @@ dropped. `worker_class = "queues.http_worker.RequestBufferingWorker"` in gunicor
 """
 
 import errno
+import math
 import re
 import selectors
 import time
@@ -21,29 +22,97 @@ REQUEST_READ_SECONDS = 30.0
 # A head longer than this goes to a thread as it is, for gunicorn's own limits to refuse.
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_BODY_LIMIT = 1024 * 1024
-_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,19})[ \t]*\r", re.IGNORECASE)
-_CHUNKED = re.compile(rb"\ntransfer-encoding:[^\r]*chunked", re.IGNORECASE)
-_EXPECT_CONTINUE = re.compile(rb"\nexpect:[ \t]*100-continue", re.IGNORECASE)
-_LAST_CHUNK = re.compile(rb"(?:^|\r\n)0+(?:;[^\r\n]*)?\r\n")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NUMBER = re.compile(rb"0*(\d+)")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?")
+_EXPECT_FIELD = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
 
 
-def request_ready(data, body_limit):
-    """Whether data (the bytes received so far) is enough to give the connection a thread.
+def _declared_length(values):
+    """The longest body any Content-Length value names: a list of them, or zeros in front, included.
 
-    True for a whole head and body; also for anything a thread reads at once or gunicorn refuses
-    at once: an oversized head, a body beyond body_limit (the app answers 413), or a client that
-    waits for `100 Continue` before it sends its body.
+    Waiting too long only keeps a connection in the event loop; too short would give a thread a
+    request whose body it then waits for.
     """
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return len(data) > MAX_HEAD_BYTES
-    head, body = data[: end + 2], memoryview(data)[end + 4 :]
-    if _EXPECT_CONTINUE.search(head):
-        return True
-    if _CHUNKED.search(head):
-        return len(body) > body_limit or _LAST_CHUNK.search(body) is not None
-    length = _CONTENT_LENGTH.search(head)
-    return len(body) >= min(int(length.group(1)) if length else 0, body_limit)
+    numbers = _NUMBER.findall(b",".join(values))
+    return max((int(n) if len(n) <= 19 else math.inf for n in numbers), default=0)
+
+
+class RequestReader:
+    """One request's bytes as they arrive, and whether they are enough to give it a thread.
+
+    Enough is a whole head and body; also anything a thread reads at once or gunicorn refuses at
+    once: an oversized head, a body beyond body_limit (the app answers 413), broken chunk framing.
+    A client that waits for `100 Continue` is sent it from here (see continue_due), so that its
+    body too arrives before a thread is given.
+    """
+
+    def __init__(self, body_limit):
+        self.received = bytearray()
+        self._body_limit = body_limit
+        self._body_start = None  # where the body begins, once the head is whole
+        self._length = 0
+        self._chunked = False
+        self._next_chunk = None  # where the next chunk-size line of a chunked body begins
+        self._expects_continue = False
+        self._continue_sent = False
+
+    def feed(self, data):
+        """Add data just received; True once the request is enough to give it a thread."""
+        self.received += data
+        if self._body_start is None:
+            end = self.received.find(b"\r\n\r\n", max(0, len(self.received) - len(data) - 3))
+            if end < 0:
+                return len(self.received) > MAX_HEAD_BYTES
+            self._read_head(end)
+        if len(self.received) - self._body_start > self._body_limit:
+            return True
+        if self._chunked:
+            return self._chunks_complete()
+        return len(self.received) - self._body_start >= min(self._length, self._body_limit)
+
+    def _read_head(self, end):
+        self._body_start = self._next_chunk = end + 4
+        fields = {}
+        for line in bytes(self.received[:end]).split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            fields.setdefault(name.strip().lower(), []).append(value.strip().lower())
+        self._length = _declared_length(fields.get(b"content-length", []))
+        self._chunked = any(b"chunked" in value for value in fields.get(b"transfer-encoding", []))
+        self._expects_continue = b"100-continue" in fields.get(b"expect", [])
+
+    def _chunks_complete(self):
+        """Whether the chunks so far end with the last chunk and its trailers, or are broken."""
+        data = self.received
+        while True:
+            line_end = data.find(b"\r\n", self._next_chunk)
+            if line_end < 0:
+                return False
+            size = _CHUNK_SIZE.fullmatch(data, self._next_chunk, line_end)
+            if size is None:
+                return True
+            length = int(size.group(1), 16)
+            if length == 0:  # the last chunk; trailers (perhaps none) end with an empty line
+                return data.find(b"\r\n\r\n", line_end) >= 0
+            chunk_end = line_end + 2 + length
+            if len(data) < chunk_end + 2:
+                return False
+            if data[chunk_end : chunk_end + 2] != b"\r\n":
+                return True
+            self._next_chunk = chunk_end + 2
+
+    def continue_due(self):
+        """True once, when the head asks for `100 Continue` and the body is still to come."""
+        due = self._body_start is not None and self._expects_continue and not self._continue_sent
+        self._continue_sent |= due
+        return due
+
+    def request(self):
+        """The bytes for the thread, without `Expect: 100-continue` (answered here, or moot)."""
+        if not self._expects_continue:
+            return bytes(self.received)
+        head = _EXPECT_FIELD.sub(b"", bytes(self.received[: self._body_start]))
+        return head + bytes(self.received[self._body_start :])
 
 
 class RequestBufferingWorker(ThreadWorker):
@@ -76,11 +145,19 @@ class RequestBufferingWorker(ThreadWorker):
         self.keepalived_conns.remove(conn)
         self._start_reading(conn)
 
-    def _start_reading(self, conn):
+    def enqueue_req(self, conn):
+        """gunicorn's call for a request read ahead behind the last one (pipelined): read it here too."""
+        if self.cfg.is_ssl:
+            return super().enqueue_req(conn)
+        return self._start_reading(conn, conn.parser.unreader.take_buffered())
+
+    def _start_reading(self, conn, data=b""):
         conn.sock.setblocking(False)
-        conn.received = bytearray()
+        conn.reader = RequestReader(self._body_limit())
         self._reading[conn] = time.monotonic() + REQUEST_READ_SECONDS
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if data:
+            self._feed(conn, data)
 
     def _stop_reading(self, conn):
         del self._reading[conn]
@@ -98,19 +175,30 @@ class RequestBufferingWorker(ThreadWorker):
             self.nr_conns -= 1
             conn.close()
             return
-        conn.received += data
-        if request_ready(conn.received, self._body_limit()):
+        self._feed(conn, data)
+
+    def _feed(self, conn, data):
+        if conn.reader.feed(data):
             self._stop_reading(conn)
-            conn.data_ready = True  # the thread must not wait for more bytes before it parses
-            self.enqueue_req(conn)
+            self._give(conn)
+        elif conn.reader.continue_due():
+            try:
+                conn.sock.send(CONTINUE)  # a socket's empty send buffer takes these few bytes whole
+            except OSError:
+                pass  # the client is gone; its connection ends when its deadline passes
+
+    def _give(self, conn):
+        """Give conn, its request read, to a thread."""
+        conn.data_ready = True  # the thread must not wait for more bytes before it parses
+        super().enqueue_req(conn)
 
     def handle(self, conn):
-        received = getattr(conn, "received", None)
-        if received:
-            conn.received = None
+        reader = getattr(conn, "reader", None)
+        if reader is not None:
+            conn.reader = None
             conn.sock.setblocking(True)
             conn.init()
-            conn.parser.unreader.unread(bytes(received))
+            conn.parser.unreader.unread(reader.request())
         return super().handle(conn)
 
     def murder_pending(self):

@@ -395,3 +395,62 @@ def test_a_snapshot_with_a_flipped_bit_stops_gunicorn_naming_the_file_and_is_kep
     lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
     assert len(lines) == 1 and str(path) in lines[0] and "checksum" in lines[0]
     assert path.read_bytes() == damaged
+
+
+# Requests that stop part-way after what a naive reader takes for a whole request: each must wait
+# in the worker's event loop, not in a thread.
+_POST = b"POST /queues HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+UNFINISHED_REQUESTS = {
+    "expect_100_continue": _POST + b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n",
+    "chunked_last_chunk_without_trailer_end": _POST + b"Transfer-Encoding: chunked\r\n\r\n0\r\n",
+    "chunked_data_that_looks_like_a_last_chunk": _POST
+    + b"Transfer-Encoding: chunked\r\n\r\n20\r\nab\r\n0\r\nxx",
+    "content_length_with_leading_zeros": _POST + b"Content-Length: 00000000000000000000100\r\n\r\n",
+    "content_length_listed_twice": _POST + b"Content-Length: 100, 100\r\n\r\n",
+    "pipelined_behind_a_whole_request": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHo",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(UNFINISHED_REQUESTS))
+def test_slow_clients_that_stop_part_way_in_any_shape_leave_health_answering(live, shape):
+    sockets = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            sock = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+            sock.sendall(UNFINISHED_REQUESTS[shape])
+            sockets.append(sock)
+        time.sleep(0.5)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_a_request_that_expects_100_continue_gets_one_and_is_served(live):
+    body = b'{"name": "expects-continue"}'
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 201")
+    live.session().delete(live.url("/queues/expects-continue"))
+
+
+def test_a_chunked_body_sent_in_pieces_is_served(live):
+    body = b'{"name": "chunked-pieces"}'
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    pieces = [head.encode(), b"%x\r\n%s\r\n" % (10, body[:10]), b"%x;x=1\r\n" % (len(body) - 10)]
+    pieces += [body[10:] + b"\r\n", b"0\r\n", b"X-Checksum: 1\r\n", b"\r\n"]
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.1)
+        assert sock.recv(100).startswith(b"HTTP/1.1 201")
+    live.session().delete(live.url("/queues/chunked-pieces"))
