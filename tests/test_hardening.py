@@ -454,3 +454,22 @@ def test_a_chunked_body_sent_in_pieces_is_served(live):
             time.sleep(0.1)
         assert sock.recv(100).startswith(b"HTTP/1.1 201")
     live.session().delete(live.url("/queues/chunked-pieces"))
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b'9\r\n{"name":1}\r\n0\r\n\r\n',  # a chunk longer than its size says
+        b'a\r\n{"name":1}\r\n0\r\nTrailer: x\r\n\r\n',  # a trailer field that may not be one
+        b'a;=\r\n{"name":1}\r\n0\r\n\r\n',  # a malformed chunk extension
+    ],
+    ids=["chunk_longer_than_its_size", "forbidden_trailer_field", "malformed_extension"],
+)
+def test_broken_chunked_framing_is_a_400_not_a_500(live, chunks):
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(head.encode() + chunks)
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
