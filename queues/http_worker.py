@@ -137,6 +137,10 @@ class RequestBufferingWorker(ThreadWorker):
             return None
         self.nr_conns += 1
         self._start_reading(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+        # At worker_connections gunicorn stops accepting: idle connections would lock everyone out
+        # until their deadline. The one that has been sending its request longest goes instead.
+        while self.nr_conns >= self.worker_connections and self._reading:
+            self._drop(next(iter(self._reading)))
         return None
 
     def on_client_socket_readable(self, conn, client):
@@ -163,6 +167,12 @@ class RequestBufferingWorker(ThreadWorker):
         del self._reading[conn]
         self.poller.unregister(conn.sock)
 
+    def _drop(self, conn):
+        """Close a connection whose request has not come whole."""
+        self._stop_reading(conn)
+        self.nr_conns -= 1
+        conn.close()
+
     def _on_readable(self, conn, _sock):
         try:
             data = conn.sock.recv(65536)
@@ -171,9 +181,7 @@ class RequestBufferingWorker(ThreadWorker):
         except OSError:
             data = b""
         if not data:  # the client went away
-            self._stop_reading(conn)
-            self.nr_conns -= 1
-            conn.close()
+            self._drop(conn)
             return
         self._feed(conn, data)
 
@@ -209,6 +217,4 @@ class RequestBufferingWorker(ThreadWorker):
             if not self.alive and deadline > now + STOP_KEEPALIVE_LINGER:
                 deadline = self._reading[conn] = now + STOP_KEEPALIVE_LINGER
             if deadline <= now:
-                self._stop_reading(conn)
-                self.nr_conns -= 1
-                conn.close()
+                self._drop(conn)

@@ -473,3 +473,16 @@ def test_broken_chunked_framing_is_a_400_not_a_500(live, chunks):
     with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
         sock.sendall(head.encode() + chunks)
         assert sock.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_a_thousand_idle_connections_leave_health_answering(live):
+    # More than gunicorn's worker_connections (1000): the worker must not stop accepting for them.
+    sockets = []
+    try:
+        for _ in range(1000):
+            sockets.append(socket.create_connection(("127.0.0.1", live.port), timeout=5))
+        time.sleep(0.5)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
