@@ -142,6 +142,13 @@ def test_a_cross_site_request_changes_nothing_and_same_origin_is_served(live):
     assert call(live, "PUT", "/queues", headers={"Origin": "http://evil.example"})[0] == 405
 
 
+def test_without_trusted_proxies_a_forwarded_scheme_does_not_pass_the_cross_site_check(live):
+    # The live server trusts no proxy ([server] trusted_proxies = 0), not even one on loopback.
+    headers = {**basic("admin"), "X-Forwarded-Proto": "https", "Origin": f"https://127.0.0.1:{live.port}"}
+    status, _, body = call(live, "DELETE", "/queues/no-such-queue", headers=headers)
+    assert (status, error_code(body)) == (403, "cross_origin")
+
+
 @pytest.mark.parametrize("depth", [255, 1000, 5000])
 def test_json_nested_too_deep_is_a_400(live, queue_name, depth):
     body = b'{"message": ' + b"[" * depth + b"]" * depth + b"}"
