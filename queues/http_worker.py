@@ -12,9 +12,11 @@ import errno
 import math
 import re
 import selectors
+import socket
 import time
 from functools import partial
 
+from gunicorn import util
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 # A client has this long to send its whole request (nginx's client_header_timeout is 60 s).
@@ -22,6 +24,9 @@ REQUEST_READ_SECONDS = 30.0
 # A head longer than this goes to a thread as it is, for gunicorn's own limits to refuse.
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_BODY_LIMIT = 1024 * 1024
+# After a last response, what the client still sends is read and dropped this long at most before
+# the socket is closed (gunicorn's own lingering close waits as long, but blocking its event loop).
+LINGER_SECONDS = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NUMBER = re.compile(rb"0*(\d+)")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?")
@@ -115,11 +120,26 @@ class RequestReader:
         return head + bytes(self.received[self._body_start :])
 
 
+class _Connection(TConn):
+    """A TConn whose graceful close lingers in the worker's event loop instead of blocking it."""
+
+    def __init__(self, worker, *args):
+        super().__init__(*args)
+        self._worker = worker
+
+    def close(self, graceful=False):
+        if graceful:
+            self._worker.linger(self.sock)
+        else:
+            super().close()
+
+
 class RequestBufferingWorker(ThreadWorker):
     """ThreadWorker whose event loop reads each request before a thread is given to it."""
 
     def init_process(self):
         self._reading = {}  # connection -> when it is dropped unless its request is complete
+        self._lingering = {}  # socket -> when it is closed even if the client has not closed its side
         super().init_process()
 
     def _body_limit(self):
@@ -136,7 +156,7 @@ class RequestBufferingWorker(ThreadWorker):
                 raise
             return None
         self.nr_conns += 1
-        self._start_reading(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
+        self._start_reading(_Connection(self, self.cfg, client_sock, client_addr, listener.getsockname()))
         # At worker_connections gunicorn stops accepting: idle connections would lock everyone out
         # until their deadline. The one that has been sending its request longest goes instead.
         while self.nr_conns >= self.worker_connections and self._reading:
@@ -209,10 +229,41 @@ class RequestBufferingWorker(ThreadWorker):
             conn.parser.unreader.unread(reader.request())
         return super().handle(conn)
 
+    def linger(self, sock):
+        """Close sock as RFC 9112 section 9.6 asks, without blocking: send FIN now, then read and drop
+        what the client still sends until it closes too, or LINGER_SECONDS pass."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            util.close(sock)
+            return
+        sock.setblocking(False)
+        self._lingering[sock] = time.monotonic() + LINGER_SECONDS
+        self.poller.register(sock, selectors.EVENT_READ, self._on_lingering_readable)
+
+    def _on_lingering_readable(self, sock):
+        try:
+            if sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._end_linger(sock)
+
+    def _end_linger(self, sock):
+        del self._lingering[sock]
+        self.poller.unregister(sock)
+        util.close(sock)
+
     def murder_pending(self):
-        """Also drop connections whose request is not complete in time (soon, when stopping)."""
+        """Also drop connections whose request is not complete in time (soon, when stopping), and
+        end lingering closes whose time is up."""
         super().murder_pending()
         now = time.monotonic()
+        for sock, deadline in list(self._lingering.items()):
+            if deadline <= now:
+                self._end_linger(sock)
         for conn, deadline in list(self._reading.items()):
             if not self.alive and deadline > now + STOP_KEEPALIVE_LINGER:
                 deadline = self._reading[conn] = now + STOP_KEEPALIVE_LINGER

@@ -493,3 +493,21 @@ def test_a_thousand_idle_connections_leave_health_answering(live):
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_clients_that_never_close_after_a_last_request_leave_health_answering(live):
+    # After a response that ends the connection the server waits for the client's side to close;
+    # a client that never closes must not make everyone else wait.
+    sockets = []
+    try:
+        for _ in range(16):
+            sock = socket.create_connection(("127.0.0.1", live.port), timeout=5)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sockets.append(sock)
+        time.sleep(0.5)
+        for _ in range(3):
+            assert requests.get(live.url("/health"), timeout=1).status_code == 200
+        assert all(sock.recv(100).startswith(b"HTTP/1.1 200") for sock in sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
