@@ -21,8 +21,17 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 # A client has this long to send its whole request (nginx's client_header_timeout is 60 s).
 REQUEST_READ_SECONDS = 30.0
-# A head longer than this goes to a thread as it is, for gunicorn's own limits to refuse.
+# A head longer than this is refused here: gunicorn's own limits let up to 800 KB through, and a
+# thread given an unfinished head would wait for the rest.
 MAX_HEAD_BYTES = 64 * 1024
+_HEAD_TOO_LONG_BODY = (
+    b'{"error":{"code":"invalid_request","message":"the request head is longer than %d bytes"}}'
+    % MAX_HEAD_BYTES
+)
+HEAD_TOO_LONG = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Connection: close\r\n\r\n%s" % (len(_HEAD_TOO_LONG_BODY), _HEAD_TOO_LONG_BODY)
+)
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # After a last response, what the client still sends is read and dropped this long at most before
 # the socket is closed (gunicorn's own lingering close waits as long, but blocking its event loop).
@@ -47,7 +56,8 @@ class RequestReader:
     """One request's bytes as they arrive, and whether they are enough to give it a thread.
 
     Enough is a whole head and body; also anything a thread reads at once or gunicorn refuses at
-    once: an oversized head, a body beyond body_limit (the app answers 413), broken chunk framing.
+    once: a body beyond body_limit (the app answers 413), broken chunk framing. A head longer than
+    MAX_HEAD_BYTES is never enough (head_too_long).
     A client that waits for `100 Continue` is sent it from here (see continue_due), so that its
     body too arrives before a thread is given.
     """
@@ -61,6 +71,7 @@ class RequestReader:
         self._next_chunk = None  # where the next chunk-size line of a chunked body begins
         self._expects_continue = False
         self._continue_sent = False
+        self.head_too_long = False
 
     def feed(self, data):
         """Add data just received; True once the request is enough to give it a thread."""
@@ -68,7 +79,8 @@ class RequestReader:
         if self._body_start is None:
             end = self.received.find(b"\r\n\r\n", max(0, len(self.received) - len(data) - 3))
             if end < 0:
-                return len(self.received) > MAX_HEAD_BYTES
+                self.head_too_long = len(self.received) > MAX_HEAD_BYTES
+                return False
             self._read_head(end)
         if len(self.received) - self._body_start > self._body_limit:
             return True
@@ -209,11 +221,21 @@ class RequestBufferingWorker(ThreadWorker):
         if conn.reader.feed(data):
             self._stop_reading(conn)
             self._give(conn)
+        elif conn.reader.head_too_long:
+            self._stop_reading(conn)
+            self.nr_conns -= 1
+            self._send_small(conn.sock, HEAD_TOO_LONG)
+            self.linger(conn.sock)
         elif conn.reader.continue_due():
-            try:
-                conn.sock.send(CONTINUE)  # a socket's empty send buffer takes these few bytes whole
-            except OSError:
-                pass  # the client is gone; its connection ends when its deadline passes
+            self._send_small(conn.sock, CONTINUE)
+
+    @staticmethod
+    def _send_small(sock, data):
+        """Send a few bytes without blocking: a socket's empty send buffer takes them whole."""
+        try:
+            sock.send(data)
+        except OSError:
+            pass  # the client is gone; its connection ends with its deadline or its linger
 
     def _give(self, conn):
         """Give conn, its request read, to a thread."""

@@ -414,6 +414,7 @@ UNFINISHED_REQUESTS = {
     + b"Transfer-Encoding: chunked\r\n\r\n20\r\nab\r\n0\r\nxx",
     "content_length_with_leading_zeros": _POST + b"Content-Length: 00000000000000000000100\r\n\r\n",
     "content_length_listed_twice": _POST + b"Content-Length: 100, 100\r\n\r\n",
+    "head_of_many_long_fields": b"GET /health HTTP/1.1\r\n" + b"X-Pad: %s\r\n" % (b"p" * 8000) * 10,
     "pipelined_behind_a_whole_request": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHo",
 }
 
@@ -431,6 +432,15 @@ def test_slow_clients_that_stop_part_way_in_any_shape_leave_health_answering(liv
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_a_head_too_long_to_be_read_is_a_json_400(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(UNFINISHED_REQUESTS["head_of_many_long_fields"])
+        response = sock.makefile("rb").read()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert error_code(body) == "invalid_request"
 
 
 def test_a_request_that_expects_100_continue_gets_one_and_is_served(live):
