@@ -521,3 +521,19 @@ def test_clients_that_never_close_after_a_last_request_leave_health_answering(li
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_pipelined_requests_are_all_answered_in_order(live):
+    ids = [f"pipelined-{n}" for n in range(3)]
+    requests_sent = b"".join(
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n\r\n" % request_id.encode()
+        for request_id in ids
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(requests_sent)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < len(ids):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert re.findall(rb"X-Request-ID: (pipelined-\d)", received) == [i.encode() for i in ids]
