@@ -11,6 +11,7 @@ dropped. `worker_class = "queues.http_worker.RequestBufferingWorker"` in gunicor
 import errno
 import math
 import re
+import select
 import selectors
 import socket
 import time
@@ -132,6 +133,13 @@ class RequestReader:
         return head + bytes(self.received[self._body_start :])
 
 
+def _has_room(sock):
+    """Whether sock's send buffer has room (the client reads what it was sent)."""
+    poll = select.poll()
+    poll.register(sock, select.POLLOUT)
+    return bool(poll.poll(0))
+
+
 class _Connection(TConn):
     """A TConn whose graceful close lingers in the worker's event loop instead of blocking it."""
 
@@ -238,8 +246,20 @@ class RequestBufferingWorker(ThreadWorker):
             pass  # the client is gone; its connection ends with its deadline or its linger
 
     def _give(self, conn):
-        """Give conn, its request read, to a thread."""
+        """Give conn, its request read, to a thread once its socket can take a response.
+
+        A client that sends request after request and reads no response fills its socket; a thread
+        given one more would block writing. It waits here for room instead, until its deadline.
+        """
         conn.data_ready = True  # the thread must not wait for more bytes before it parses
+        if conn.initialized and not _has_room(conn.sock):
+            self._reading[conn] = time.monotonic() + REQUEST_READ_SECONDS
+            self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self._on_writable, conn))
+            return
+        super().enqueue_req(conn)
+
+    def _on_writable(self, conn, _sock):
+        self._stop_reading(conn)
         super().enqueue_req(conn)
 
     def handle(self, conn):

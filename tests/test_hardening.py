@@ -10,6 +10,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -404,6 +405,25 @@ def test_a_snapshot_with_a_flipped_bit_stops_gunicorn_naming_the_file_and_is_kep
     assert path.read_bytes() == damaged
 
 
+@contextmanager
+def connections(live, count, sent=b"", receive_buffer=None):
+    """count open connections to live that have each sent sent (with receive_buffer: a small one)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.settimeout(5)
+            if receive_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.connect(("127.0.0.1", live.port))
+            sock.sendall(sent)
+            sockets.append(sock)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 # Requests that stop part-way after what a naive reader takes for a whole request: each must wait
 # in the worker's event loop, not in a thread.
 _POST = b"POST /queues HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -421,17 +441,9 @@ UNFINISHED_REQUESTS = {
 
 @pytest.mark.parametrize("shape", sorted(UNFINISHED_REQUESTS))
 def test_slow_clients_that_stop_part_way_in_any_shape_leave_health_answering(live, shape):
-    sockets = []
-    try:
-        for _ in range(SLOW_CLIENTS):
-            sock = socket.create_connection(("127.0.0.1", live.port), timeout=5)
-            sock.sendall(UNFINISHED_REQUESTS[shape])
-            sockets.append(sock)
+    with connections(live, SLOW_CLIENTS, UNFINISHED_REQUESTS[shape]):
         time.sleep(0.5)
         assert requests.get(live.url("/health"), timeout=1).status_code == 200
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_a_head_too_long_to_be_read_is_a_json_400(live):
@@ -494,33 +506,19 @@ def test_broken_chunked_framing_is_a_400_not_a_500(live, chunks):
 
 def test_a_thousand_idle_connections_leave_health_answering(live):
     # More than gunicorn's worker_connections (1000): the worker must not stop accepting for them.
-    sockets = []
-    try:
-        for _ in range(1000):
-            sockets.append(socket.create_connection(("127.0.0.1", live.port), timeout=5))
+    with connections(live, 1000):
         time.sleep(0.5)
         assert requests.get(live.url("/health"), timeout=1).status_code == 200
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_clients_that_never_close_after_a_last_request_leave_health_answering(live):
     # After a response that ends the connection the server waits for the client's side to close;
     # a client that never closes must not make everyone else wait.
-    sockets = []
-    try:
-        for _ in range(16):
-            sock = socket.create_connection(("127.0.0.1", live.port), timeout=5)
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            sockets.append(sock)
+    with connections(live, 16, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") as sockets:
         time.sleep(0.5)
         for _ in range(3):
             assert requests.get(live.url("/health"), timeout=1).status_code == 200
         assert all(sock.recv(100).startswith(b"HTTP/1.1 200") for sock in sockets)
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_pipelined_requests_are_all_answered_in_order(live):
@@ -537,3 +535,11 @@ def test_pipelined_requests_are_all_answered_in_order(live):
             assert chunk, received
             received += chunk
     assert re.findall(rb"X-Request-ID: (pipelined-\d)", received) == [i.encode() for i in ids]
+
+
+def test_clients_that_pipeline_requests_and_never_read_leave_health_answering(live):
+    # Each connection asks for far more than the socket buffers hold and reads none of it: the
+    # responses still to send must wait in the event loop, not in threads blocked on a full socket.
+    with connections(live, 16, b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\n\r\n" * 300, receive_buffer=1024):
+        time.sleep(1)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
