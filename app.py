@@ -6,7 +6,7 @@ import sys
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from queues import auth, metrics, origin, request_log
+from queues import auth, metrics, origin, request_body, request_log
 from queues.config import ConfigError, load_config
 from queues.error_handlers import register_error_handlers
 from queues.errors import StorageUnavailable
@@ -72,6 +72,7 @@ def create_app(config=None):
     app.register_blueprint(operators.bp)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(ui.bp)
+    request_body.init_app(app)
     if config.server.trusted_proxies:
         hops = config.server.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)

@@ -53,6 +53,9 @@ graceful_timeout = 30
 # Several instances may run on one machine (tests, blue/green); none needs gunicorn's control socket.
 control_socket_disable = True
 accesslog = None
+# Forwarded headers are trusted as [server] trusted_proxies says (werkzeug's ProxyFix in the app),
+# not also by gunicorn, which by default takes X-Forwarded-Proto from any client on loopback.
+forwarded_allow_ips = ""
 errorlog = "-"
 
 

@@ -104,13 +104,18 @@ class Patient:
 
 
 def heartbeat(client, queue, receipt, lease, done):
-    """Extend the lease every third of it until done is set, so a long job keeps its lease."""
-    while not done.wait(lease / 3):
+    """Extend the lease every third of it until done is set, so a long job keeps its lease; a beat
+    the service missed (restarting, storage away) is tried again soon, before the lease runs out."""
+    pause = lease / 3
+    while not done.wait(pause):
         try:
             client.extend(queue, receipt, lease)
+            pause = lease / 3
         except QueueError as exc:
             print(f"worker: cannot extend the lease: {exc}", file=sys.stderr)
-            return
+            if exc.code not in TRANSIENT:
+                return
+            pause = min(FIRST_PAUSE, lease / 3)
 
 
 def handle(client, args, leased, patient):

@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -169,6 +170,13 @@ def test_a_cross_site_request_changes_nothing_and_same_origin_is_served(live):
     assert call(live, "GET", "/queues", headers={**basic("admin"), "Origin": "http://evil.example"})[0] == 200
     assert call(live, "POST", "/nowhere", headers={"Origin": "http://evil.example"})[0] == 404
     assert call(live, "PUT", "/queues", headers={"Origin": "http://evil.example"})[0] == 405
+
+
+def test_without_trusted_proxies_a_forwarded_scheme_does_not_pass_the_cross_site_check(live):
+    # The live server trusts no proxy ([server] trusted_proxies = 0), not even one on loopback.
+    headers = {**basic("admin"), "X-Forwarded-Proto": "https", "Origin": f"https://127.0.0.1:{live.port}"}
+    status, _, body = call(live, "DELETE", "/queues/no-such-queue", headers=headers)
+    assert (status, error_code(body)) == (403, "cross_origin")
 
 
 @pytest.mark.parametrize("depth", [255, 1000, 5000])
@@ -441,3 +449,143 @@ def test_a_snapshot_with_a_flipped_bit_stops_gunicorn_naming_the_file_and_is_kep
     lines = [line for line in server.stderr().splitlines() if "cannot start" in line]
     assert len(lines) == 1 and str(path) in lines[0] and "checksum" in lines[0]
     assert path.read_bytes() == damaged
+
+
+@contextmanager
+def connections(live, count, sent=b"", receive_buffer=None):
+    """count open connections to live that have each sent sent (with receive_buffer: a small one)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.settimeout(5)
+            if receive_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.connect(("127.0.0.1", live.port))
+            sock.sendall(sent)
+            sockets.append(sock)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# Requests that stop part-way after what a naive reader takes for a whole request: each must wait
+# in the worker's event loop, not in a thread.
+_POST = b"POST /queues HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+UNFINISHED_REQUESTS = {
+    "expect_100_continue": _POST + b"Expect: 100-continue\r\nContent-Length: 100\r\n\r\n",
+    "chunked_last_chunk_without_trailer_end": _POST + b"Transfer-Encoding: chunked\r\n\r\n0\r\n",
+    "chunked_data_that_looks_like_a_last_chunk": _POST
+    + b"Transfer-Encoding: chunked\r\n\r\n20\r\nab\r\n0\r\nxx",
+    "content_length_with_leading_zeros": _POST + b"Content-Length: 00000000000000000000100\r\n\r\n",
+    "content_length_listed_twice": _POST + b"Content-Length: 100, 100\r\n\r\n",
+    "head_of_many_long_fields": b"GET /health HTTP/1.1\r\n" + b"X-Pad: %s\r\n" % (b"p" * 8000) * 10,
+    "pipelined_behind_a_whole_request": b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHo",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(UNFINISHED_REQUESTS))
+def test_slow_clients_that_stop_part_way_in_any_shape_leave_health_answering(live, shape):
+    with connections(live, SLOW_CLIENTS, UNFINISHED_REQUESTS[shape]):
+        time.sleep(0.5)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
+
+
+def test_a_head_too_long_to_be_read_is_a_json_400(live):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(UNFINISHED_REQUESTS["head_of_many_long_fields"])
+        response = sock.makefile("rb").read()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert error_code(body) == "invalid_request"
+
+
+def test_a_request_that_expects_100_continue_gets_one_and_is_served(live):
+    body = b'{"name": "expects-continue"}'
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 201")
+    live.session().delete(live.url("/queues/expects-continue"))
+
+
+def test_a_chunked_body_sent_in_pieces_is_served(live):
+    body = b'{"name": "chunked-pieces"}'
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    pieces = [head.encode(), b"%x\r\n%s\r\n" % (10, body[:10]), b"%x;x=1\r\n" % (len(body) - 10)]
+    pieces += [body[10:] + b"\r\n", b"0\r\n", b"X-Checksum: 1\r\n", b"\r\n"]
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.1)
+        assert sock.recv(100).startswith(b"HTTP/1.1 201")
+    live.session().delete(live.url("/queues/chunked-pieces"))
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        b'9\r\n{"name":1}\r\n0\r\n\r\n',  # a chunk longer than its size says
+        b'a\r\n{"name":1}\r\n0\r\nTrailer: x\r\n\r\n',  # a trailer field that may not be one
+        b'a;=\r\n{"name":1}\r\n0\r\n\r\n',  # a malformed chunk extension
+    ],
+    ids=["chunk_longer_than_its_size", "forbidden_trailer_field", "malformed_extension"],
+)
+def test_broken_chunked_framing_is_a_400_not_a_500(live, chunks):
+    head = (
+        f"POST /queues HTTP/1.1\r\nHost: x\r\nAuthorization: {basic('admin')['Authorization']}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(head.encode() + chunks)
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_a_thousand_idle_connections_leave_health_answering(live):
+    # More than gunicorn's worker_connections (1000): the worker must not stop accepting for them.
+    with connections(live, 1000):
+        time.sleep(0.5)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200
+
+
+def test_clients_that_never_close_after_a_last_request_leave_health_answering(live):
+    # After a response that ends the connection the server waits for the client's side to close;
+    # a client that never closes must not make everyone else wait.
+    with connections(live, 16, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") as sockets:
+        time.sleep(0.5)
+        for _ in range(3):
+            assert requests.get(live.url("/health"), timeout=1).status_code == 200
+        assert all(sock.recv(100).startswith(b"HTTP/1.1 200") for sock in sockets)
+
+
+def test_pipelined_requests_are_all_answered_in_order(live):
+    ids = [f"pipelined-{n}" for n in range(3)]
+    requests_sent = b"".join(
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n\r\n" % request_id.encode()
+        for request_id in ids
+    )
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(requests_sent)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < len(ids):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert re.findall(rb"X-Request-ID: (pipelined-\d)", received) == [i.encode() for i in ids]
+
+
+def test_clients_that_pipeline_requests_and_never_read_leave_health_answering(live):
+    # Each connection asks for far more than the socket buffers hold and reads none of it: the
+    # responses still to send must wait in the event loop, not in threads blocked on a full socket.
+    with connections(live, 16, b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\n\r\n" * 300, receive_buffer=1024):
+        time.sleep(1)
+        assert requests.get(live.url("/health"), timeout=1).status_code == 200

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from tests.conftest import PASSWORDS, REPO, eventually
+from tests.conftest import PASSWORDS, REPO, backend_sections, eventually
 from tests.live_server import LiveServer, skip_without_route
 from tests.redis_server import RedisServer
 
@@ -141,3 +141,28 @@ def test_a_worker_keeps_going_across_a_storage_outage_and_finishes_its_jobs(tmp_
     finally:
         server.stop()
         store.stop()
+
+
+def test_a_long_job_keeps_its_lease_across_a_service_restart_on_redis(tmp_path, redis_server):
+    # Leases live in Redis, so they outlast the service; the worker's heartbeat must outlast it too.
+    server = LiveServer(tmp_path / "service", **backend_sections("redis", redis_server)).start()
+    try:
+        run_example(server, "producer.py", "--count", "1", user="admin")
+        with open(tmp_path / "worker.err", "w") as stderr:
+            worker = run_example(
+                server, "worker.py", "--max-jobs", "1", "--lease", "9", "--work-seconds", "24",
+                wait=False, stderr=stderr,
+            )  # fmt: skip
+            jobs = server.url("/queues/jobs")
+            eventually(lambda: server.session().get(jobs).json()["in_flight"] == 1, timeout=30)
+            server.stop()
+            time.sleep(1.5)  # a heartbeat finds nobody listening
+            server.start()
+            time.sleep(10)  # longer than the lease: only the heartbeat can have kept it
+            assert server.session().get(jobs).json()["in_flight"] == 1
+            assert worker.wait(60) == 0
+        (result,) = results(server)
+        assert result["message"]["job_id"] == "job-0"
+        assert server.session().get(jobs).json()["acked_total"] == 1
+    finally:
+        server.stop()
