@@ -213,7 +213,8 @@ class Queue:
         while self.idempotency and next(iter(self.idempotency.values()))[3] <= now:
             self.idempotency.popitem(last=False)
         found = self.idempotency.get(key)
-        return None if found is None else found[:3]
+        # Expiries are not in insertion order when the lifetime was lowered, or the clock stepped back.
+        return None if found is None or found[3] <= now else found[:3]
 
     def remove_for_redrive(self, numbers):
         """Remove available messages by id (found near the head); returns them in queue order."""

@@ -168,6 +168,11 @@ local function remembered(queue, idem_key, now)
     redis.call('HDEL', key(queue, 'idem'), unpack(expired))
     redis.call('ZREM', expiries, unpack(expired))
   end
+  -- Only the first 100 expired keys go per call: the key asked for may be expired beyond them.
+  local expires = redis.call('ZSCORE', expiries, idem_key)
+  if expires and tonumber(expires) <= now then
+    return false
+  end
   return redis.call('HGET', key(queue, 'idem'), idem_key)
 end
 

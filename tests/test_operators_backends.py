@@ -86,6 +86,23 @@ def test_idempotency_key_is_forgotten_after_its_lifetime(backend, clock):
     assert backend.push("jobs", [b"{}"], once)[1:] == (2, False)
 
 
+def test_idempotency_key_is_forgotten_after_its_lifetime_behind_a_longer_lived_key(backend, clock):
+    # As after [queues] idempotency_seconds was lowered across a restart: keys kept from before live longer.
+    backend.push("jobs", [b"{}"], Idempotency("old", "digest", 600))
+    backend.push("jobs", [b"{}"], Idempotency("new", "digest", 10))
+    clock.now += 11
+    assert backend.push("jobs", [b'{"n":2}'], Idempotency("new", "other", 10))[1:] == (3, False)
+
+
+def test_idempotency_key_is_forgotten_after_its_lifetime_among_many_expired_keys(backend, clock):
+    backend.create("many", 200)
+    for number in range(150):
+        backend.push("many", [b"{}"], Idempotency(f"k{number}", "digest", 10))
+        clock.now += 0.01
+    clock.now += 11
+    assert backend.push("many", [b'{"n":2}'], Idempotency("k149", "other", 10))[1:] == (151, False)
+
+
 def run_at_once(count, target):
     barrier = threading.Barrier(count)
     results = []
