@@ -536,7 +536,7 @@ def _choose_moves(queue, moves, targets):
     """The (id, destination) moves of a redrive page that can happen now, how many stay because
     their destination is gone, and whether a full destination stops the redrive; the caller holds
     every lock involved."""
-    present = {message.message_id(stored) for stored in queue.messages}
+    present = queue.available_among({message.message_id(stored) for stored, _ in moves})
     chosen, kept, adding = [], 0, {}
     for stored, destination in moves:
         target = targets[destination]
