@@ -77,6 +77,15 @@ def test_dead_letter_note_says_where_when_and_why(backend, clock):
     }
 
 
+def test_messages_dead_lettered_together_keep_their_queue_order(backend, clock):
+    backend.push("jobs", [b'{"n":%d}' % n for n in range(8)])
+    for _ in range(2):  # two deliveries, each lease ending at the same instant
+        assert len(backend.pull("jobs", 8, lease=30)) == 8
+        clock.now += 31
+        backend.expire_leases()
+    assert pulled_numbers(backend, "dead") == list(range(8))
+
+
 def test_idempotency_key_is_forgotten_after_its_lifetime(backend, clock):
     once = Idempotency("k", "digest", 300)
     ids, size, replayed = backend.push("jobs", [b"{}"], once)
