@@ -213,7 +213,20 @@ class Queue:
         while self.idempotency and next(iter(self.idempotency.values()))[3] <= now:
             self.idempotency.popitem(last=False)
         found = self.idempotency.get(key)
-        return None if found is None else found[:3]
+        # Expiries are not in insertion order when the lifetime was lowered, or the clock stepped back.
+        return None if found is None or found[3] <= now else found[:3]
+
+    def available_among(self, numbers):
+        """Which of the ids numbers are available, found from the head: a redrive's page lies near
+        it, so this stops long before the tail of a large queue."""
+        found = set()
+        for stored in self.messages:
+            if len(found) == len(numbers):
+                break
+            number = message.message_id(stored)
+            if number in numbers:
+                found.add(number)
+        return found
 
     def remove_for_redrive(self, numbers):
         """Remove available messages by id (found near the head); returns them in queue order."""

@@ -106,13 +106,12 @@ end
 local function return_leases(queue, receipts, reason, now)
   local settings = redis.call('HMGET', key(queue, 'meta'), 'max_deliveries', 'dead_letter_queue')
   local limit, dead_letter_queue = tonumber(settings[1]), settings[2]
-  local back, dead, dead_deliveries, results = {}, {}, {}, {}
+  local back, dead, results = {}, {}, {}
   for i, receipt in ipairs(receipts) do
     local stored, deliveries = end_lease(queue, receipt)
     local is_dead = limit ~= nil and deliveries >= limit
     if is_dead then
-      dead[#dead + 1] = stored
-      dead_deliveries[#dead] = deliveries
+      dead[#dead + 1] = {stored, deliveries}
     else
       back[#back + 1] = {stored, deliveries}
     end
@@ -120,21 +119,25 @@ local function return_leases(queue, receipts, reason, now)
   end
   -- Newest first, since each LPUSH goes in front of the one before.
   table.sort(back, function(a, b) return id_number(a[1]) > id_number(b[1]) end)
+  -- Leases due at one instant come in receipt order: the dead-letter queue keeps the queue's order.
+  table.sort(dead, function(a, b) return id_number(a[1]) < id_number(b[1]) end)
   for _, item in ipairs(back) do
     redis.call('LPUSH', key(queue, 'ready'), item[1])
     redis.call('HSET', key(queue, 'redeliveries'), id_of(item[1]), item[2])
   end
   wake(queue, #back)
   if #dead > 0 then
-    for i, stored in ipairs(dead) do
-      local id = id_of(stored)
+    local stored_dead = {}
+    for i, item in ipairs(dead) do
+      local id = id_of(item[1])
       local note = note_of(queue, id)
       redis.call('HDEL', key(queue, 'notes'), id)
-      note.dead_letter = {source_queue = queue, deliveries = dead_deliveries[i], dead_lettered_at = now / 1000,
+      note.dead_letter = {source_queue = queue, deliveries = item[2], dead_lettered_at = now / 1000,
         reason = reason}
       set_note(dead_letter_queue, id, note)
+      stored_dead[i] = item[1]
     end
-    push_all('RPUSH', key(dead_letter_queue, 'ready'), dead)
+    push_all('RPUSH', key(dead_letter_queue, 'ready'), stored_dead)
     redis.call('HINCRBY', key(dead_letter_queue, 'meta'), 'pushed_total', #dead)
     redis.call('HINCRBY', key(queue, 'meta'), 'dead_lettered_total', #dead)
     wake(dead_letter_queue, #dead)
@@ -167,6 +170,11 @@ local function remembered(queue, idem_key, now)
   if #expired > 0 then
     redis.call('HDEL', key(queue, 'idem'), unpack(expired))
     redis.call('ZREM', expiries, unpack(expired))
+  end
+  -- Only the first 100 expired keys go per call: the key asked for may be expired beyond them.
+  local expires = redis.call('ZSCORE', expiries, idem_key)
+  if expires and tonumber(expires) <= now then
+    return false
   end
   return redis.call('HGET', key(queue, 'idem'), idem_key)
 end

@@ -218,6 +218,11 @@ class Journal:
             self._written += 1
             return self._written
 
+    @property
+    def written(self):
+        """The sequence number of the last record appended (0: none yet)."""
+        return self._written
+
     def wait_durable(self, sequence):
         """Return once record number sequence is on disk with fsync=always; at once otherwise."""
         if self._fsync == "always":

@@ -196,6 +196,38 @@ def test_fsync_everysec_never_fsyncs_on_the_request_path(tmp_path, monkeypatch):
     assert set(fsyncs) == {"journal-check", "MainThread"}  # the checker's, then close()'s final one
 
 
+def test_a_replayed_push_answers_no_sooner_than_the_first_push_is_on_disk(tmp_path, monkeypatch):
+    manager = journaled(tmp_path / "queues.pickle", Clock(), fsync="always")
+    manager.create("jobs", 100)
+    syncing, release = threading.Event(), threading.Event()
+    real_fsync = journal_module.os.fsync
+
+    def held_fsync(fd):
+        syncing.set()
+        release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", held_fsync)
+    once = Idempotency("k", "d", 300)
+    replies = {}
+
+    def push(who):
+        replies[who] = manager.push("jobs", [b"{}"], once)
+
+    first = threading.Thread(target=push, args=("first",))
+    first.start()
+    assert syncing.wait(10)
+    # The first push is journaled and its fsync under way: a retry must not be told "done" before it.
+    retry = threading.Thread(target=push, args=("retry",))
+    retry.start()
+    retry.join(0.5)
+    assert "retry" not in replies
+    release.set()
+    first.join()
+    retry.join()
+    assert replies["retry"] == (replies["first"][0], 1, True)
+
+
 @pytest.mark.parametrize("fsync", ["always", "everysec", "no"])
 def test_a_snapshot_opens_and_syncs_journal_files_only_outside_the_locks(tmp_path, monkeypatch, fsync):
     path = tmp_path / "queues.pickle"

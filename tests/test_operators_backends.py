@@ -77,6 +77,15 @@ def test_dead_letter_note_says_where_when_and_why(backend, clock):
     }
 
 
+def test_messages_dead_lettered_together_keep_their_queue_order(backend, clock):
+    backend.push("jobs", [b'{"n":%d}' % n for n in range(8)])
+    for _ in range(2):  # two deliveries, each lease ending at the same instant
+        assert len(backend.pull("jobs", 8, lease=30)) == 8
+        clock.now += 31
+        backend.expire_leases()
+    assert pulled_numbers(backend, "dead") == list(range(8))
+
+
 def test_idempotency_key_is_forgotten_after_its_lifetime(backend, clock):
     once = Idempotency("k", "digest", 300)
     ids, size, replayed = backend.push("jobs", [b"{}"], once)
@@ -84,6 +93,23 @@ def test_idempotency_key_is_forgotten_after_its_lifetime(backend, clock):
     assert backend.push("jobs", [b"{}"], once) == (ids, size, True) and not replayed
     clock.now += 2
     assert backend.push("jobs", [b"{}"], once)[1:] == (2, False)
+
+
+def test_idempotency_key_is_forgotten_after_its_lifetime_behind_a_longer_lived_key(backend, clock):
+    # As after [queues] idempotency_seconds was lowered across a restart: keys kept from before live longer.
+    backend.push("jobs", [b"{}"], Idempotency("old", "digest", 600))
+    backend.push("jobs", [b"{}"], Idempotency("new", "digest", 10))
+    clock.now += 11
+    assert backend.push("jobs", [b'{"n":2}'], Idempotency("new", "other", 10))[1:] == (3, False)
+
+
+def test_idempotency_key_is_forgotten_after_its_lifetime_among_many_expired_keys(backend, clock):
+    backend.create("many", 200)
+    for number in range(150):
+        backend.push("many", [b"{}"], Idempotency(f"k{number}", "digest", 10))
+        clock.now += 0.01
+    clock.now += 11
+    assert backend.push("many", [b'{"n":2}'], Idempotency("k149", "other", 10))[1:] == (151, False)
 
 
 def run_at_once(count, target):

@@ -175,6 +175,8 @@ def _return_leases(queue, receipts, reason, now):
     leases = [queue.end_lease(receipt) for receipt in receipts]
     limit = queue.max_deliveries
     dead = [lease for lease in leases if limit is not None and lease.deliveries >= limit]
+    # Leases due at one instant come in receipt order: the dead-letter queue keeps the queue's order.
+    dead.sort(key=lambda lease: message.message_id(lease.stored))
     queue.put_back([lease for lease in leases if lease not in dead])
     if dead:
         notes = [queue.notes.pop(message.message_id(lease.stored), None) or {} for lease in dead]

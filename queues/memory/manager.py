@@ -212,28 +212,39 @@ class MemoryQueueManager:
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
-            if idempotency is not None:
-                first = queue.remembered(idempotency.key, now)
-                if first is not None:
-                    if first[0] != idempotency.digest:
-                        raise IdempotencyKeyReused(name)
-                    return list(first[1]), first[2], True
-            if len(bodies) > queue.max_messages - queue.size():
-                raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
-            if idempotency is not None:
-                size_after = queue.size() + len(bodies)
-                remembered = (
-                    idempotency.key,
-                    idempotency.digest,
-                    shown,
-                    size_after,
-                    now + idempotency.seconds,
-                )
-                push = changes.Push(name, push.stored, remembered)
-            sequence, _ = self._commit(push, encoded)
-            size = queue.size()
+            first = None if idempotency is None else self._first_push(queue, idempotency, now)
+            if first is not None:
+                # The first push may still wait for its fsync: its repeat answers no sooner.
+                sequence = self._journal.written if self._journal is not None else None
+                reply = (*first, True)
+            else:
+                if len(bodies) > queue.max_messages - queue.size():
+                    raise QueueFull.no_room(name, queue.size(), queue.max_messages, len(bodies))
+                if idempotency is not None:
+                    size_after = queue.size() + len(bodies)
+                    remembered = (
+                        idempotency.key,
+                        idempotency.digest,
+                        shown,
+                        size_after,
+                        now + idempotency.seconds,
+                    )
+                    push = changes.Push(name, push.stored, remembered)
+                sequence, _ = self._commit(push, encoded)
+                reply = shown, queue.size(), False
         self._make_durable(sequence)
-        return shown, size, False
+        return reply
+
+    @staticmethod
+    def _first_push(queue, idempotency, now):
+        """(ids, size) of the push queue remembers under the key, or None; the caller holds queue.lock.
+        Raises IdempotencyKeyReused if that push had another body."""
+        first = queue.remembered(idempotency.key, now)
+        if first is None:
+            return None
+        if first[0] != idempotency.digest:
+            raise IdempotencyKeyReused(queue.name)
+        return list(first[1]), first[2]
 
     def pull(self, name, count=1, wait=0.0, lease=None):
         """Hand out up to count messages from the head, waiting up to wait seconds for one.
@@ -536,7 +547,7 @@ def _choose_moves(queue, moves, targets):
     """The (id, destination) moves of a redrive page that can happen now, how many stay because
     their destination is gone, and whether a full destination stops the redrive; the caller holds
     every lock involved."""
-    present = {message.message_id(stored) for stored in queue.messages}
+    present = queue.available_among({message.message_id(stored) for stored, _ in moves})
     chosen, kept, adding = [], 0, {}
     for stored, destination in moves:
         target = targets[destination]
