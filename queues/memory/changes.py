@@ -35,7 +35,8 @@ class State:
 
 
 class Change:
-    """A change of the state; subclasses are frozen dataclasses whose first field is the queue's name."""
+    """A change of the state; subclasses are frozen dataclasses whose first field is the queue's name,
+    with an apply(state)."""
 
     __slots__ = ()
     kind: ClassVar[str]
@@ -45,9 +46,6 @@ class Change:
         """The record as the journal stores it: (kind, *fields)."""
         return (self.kind, *self._fields_of(self))
 
-    def apply(self, state):
-        raise NotImplementedError
-
     def other_queues(self):
         """Names of the queues besides the first field's (and its dead-letter queue) it changes."""
         return ()
@@ -55,6 +53,8 @@ class Change:
 
 def change(cls):
     """Make cls a frozen, slotted dataclass and register it under its kind."""
+    if "apply" not in vars(cls):
+        raise TypeError(f"change {cls.__name__} has no apply(state)")
     made = dataclass(frozen=True, slots=True)(cls)
     # attrgetter of two or more names returns a tuple; of one, the bare value.
     names = [field.name for field in fields(made)]
