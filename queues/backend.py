@@ -17,6 +17,10 @@ UNLIMITED_WAITERS = 1 << 30
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+# push()'s schema when the caller checked the bodies against no schema lookup of its own.
+ANY_SCHEMA = object()
+
+
 class Idempotency(NamedTuple):
     """A push's Idempotency-Key, the digest of its body (canonical JSON) and how long to keep it."""
 
@@ -40,7 +44,8 @@ class QueueBackend(Protocol):
         """Raise InvalidQueueName or QueueNotFound unless the queue exists."""
 
     def schema_of(self, name: str) -> str | None:
-        """The name of the queue's message schema, or None."""
+        """The name of the queue's message schema, or None; the Redis backend may answer from a
+        per-worker copy up to a second old, which push(schema=...) then verifies."""
 
     def info(self, name: str) -> dict:
         """The queue's QueueInfo."""
@@ -54,8 +59,11 @@ class QueueBackend(Protocol):
     def delete(self, name: str) -> int:
         """Delete a queue with its messages; returns how many went with it."""
 
-    def push(self, name: str, bodies: list[bytes], idempotency: Idempotency | None = None):
+    def push(self, name: str, bodies: list[bytes], idempotency: Idempotency | None = None, schema=ANY_SCHEMA):
         """Append JSON bodies, all or none; returns (ids, size after, replayed).
+
+        schema is the schema name the bodies were checked against (from schema_of): if the queue's
+        is another, nothing is pushed and SchemaChanged is raised, in the same atomic step.
 
         With idempotency, a key already pushed with the same digest adds nothing and returns the
         first push's ids and size with replayed True; with another digest it raises

@@ -112,6 +112,14 @@ class StorageUnavailable(QueueServiceError):
     status, code = 503, "storage_unavailable"
 
 
+class SchemaChanged(StorageUnavailable):
+    """The queue's schema is no longer the one a push checked its bodies against: the queue was
+    deleted and made again since schema_of. The push route checks again once; a second time, 503."""
+
+    def __init__(self, name):
+        super().__init__(f"queue {name!r} was made again while this push was checked; try again")
+
+
 class UnsupportedMediaType(QueueServiceError):
     status, code = 415, "unsupported_media_type"
 

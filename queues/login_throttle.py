@@ -89,18 +89,19 @@ class SharedFailedLogins:
         return REDIS_KEY_PREFIX + source
 
     def check(self, source):
+        # One command on every request (the failures within the window); the oldest, for Retry-After,
+        # only when the source is refused. fail() keeps the set to the newest max_failures entries.
         now = time.time()
         key = self._key(source)
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.zremrangebyscore(key, "-inf", now - self._window)
-            pipe.zrange(key, 0, 0, withscores=True)
-            pipe.zcard(key)
-            _, oldest, count = pipe.execute()
+            count = self._redis.zcount(key, f"({now - self._window}", "+inf")
+            if count < self._max:
+                return
+            oldest = self._redis.zrangebyscore(key, f"({now - self._window}", "+inf", 0, 1, withscores=True)
         except redis.RedisError as exc:
             log.warning("failed logins: Redis unreachable (%s); counting in this process", exc)
             return self._local.check(source)
-        if count >= self._max:
+        if oldest:
             _refuse(oldest[0][1] + self._window - now)
 
     def fail(self, source):

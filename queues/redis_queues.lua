@@ -238,13 +238,17 @@ function operations.purge(args)
   return {'ok', purged}
 end
 
--- args: name, enqueued_at, Idempotency-Key ('' for none), body digest, key lifetime in ms, then the
--- bodies. Replies {'ok', size after, first id as a string}, {'replayed', size, first id, count} for
--- a key pushed before with the same digest, or {'idempotency_key_reused'}.
+-- args: name, enqueued_at, Idempotency-Key ('' for none), body digest, key lifetime in ms, the
+-- schema the bodies were checked against ('=' and its name, '=' alone for none; '' for any), then
+-- the bodies. Replies {'ok', size after, first id as a string}, {'replayed', size, first id, count}
+-- for a key pushed before with the same digest, {'idempotency_key_reused'} or {'schema_changed'}.
 function operations.push(args)
-  local name, count = args[1], #args - 5
+  local name, count = args[1], #args - 6
   if not exists(name) then
     return {'queue_not_found'}
+  end
+  if args[6] ~= '' and args[6] ~= '=' .. redis.call('HGET', key(name, 'meta'), 'schema') then
+    return {'schema_changed'}
   end
   local idem_key, digest, now = args[3], args[4], nil
   if idem_key ~= '' then
@@ -267,7 +271,7 @@ function operations.push(args)
   local at = tonumber(args[2])
   local stored = {}
   for i = 1, count do
-    stored[i] = struct.pack('<Ld', first + i - 1, at) .. args[i + 5]
+    stored[i] = struct.pack('<Ld', first + i - 1, at) .. args[i + 6]
   end
   push_all('RPUSH', key(name, 'ready'), stored)
   redis.call('HINCRBY', key(name, 'meta'), 'pushed_total', count)

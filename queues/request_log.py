@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import time
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
@@ -79,17 +80,29 @@ def _client_address(environ):
     return _address(remote, environ.get("REMOTE_PORT"))
 
 
+# Clients send the same few header names on every request: the writer thread names and classifies
+# each once (bounded, so a flood of made-up names costs bounded memory).
+@lru_cache(maxsize=1024)
+def _header_name(environ_key):
+    """The HTTP name of a WSGI environ key (HTTP_X_REQUEST_ID: X-Request-Id), or None if not a header."""
+    if environ_key.startswith("HTTP_"):
+        return environ_key[5:].replace("_", "-").title()
+    if environ_key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return environ_key.replace("_", "-").title()
+    return None
+
+
 def _request_headers(environ):
     """The request's headers as sent, named as HTTP names them (from the WSGI environ)."""
     headers = []
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers.append((key[5:].replace("_", "-").title(), value))
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            headers.append((key.replace("_", "-").title(), value))
+        name = _header_name(key)
+        if name is not None and (value or key.startswith("HTTP_")):
+            headers.append((name, value))
     return headers
 
 
+@lru_cache(maxsize=1024)
 def _is_secret(name):
     return name.lower() not in _NOT_SECRET and _SECRET_NAME.search(name) is not None
 

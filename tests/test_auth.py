@@ -9,7 +9,7 @@ from werkzeug.security import generate_password_hash
 from queues import auth as auth_module
 from queues.auth import Authenticator
 from queues.errors import TooManyRequests
-from queues.login_throttle import FailedLogins, HashSlots, hash_slots_for
+from queues.login_throttle import FailedLogins, HashSlots, SharedFailedLogins, hash_slots_for
 from queues.users import User, UsersFileError, load_users, save_users
 from tests.conftest import FAST_HASH, PASSWORDS, write_users
 
@@ -175,3 +175,18 @@ def test_failed_logins_slide_out_of_the_window_one_by_one():
 )
 def test_hash_slots_are_a_quarter_of_the_threads_and_at_most_half_the_cpus(threads, cpus, slots):
     assert hash_slots_for(threads, cpus) == slots
+
+
+def test_failed_logins_in_redis_are_seen_by_every_worker_until_the_window_passes(redis_server):
+    redis_server.client().flushall()
+    one, other = (SharedFailedLogins(redis_server.url, 3, 1.5) for _ in range(2))
+    for _ in range(2):
+        one.fail("10.0.0.1")
+    other.check("10.0.0.1")  # two failures of three: still allowed
+    other.fail("10.0.0.1")
+    with pytest.raises(TooManyRequests) as refused:
+        one.check("10.0.0.1")
+    assert refused.value.headers == {"Retry-After": "2"}  # ceil of the 1.5 s window, less a moment
+    other.check("10.0.0.2")  # another source is not affected
+    time.sleep(1.6)
+    one.check("10.0.0.1")  # the window has passed

@@ -10,7 +10,14 @@ import pytest
 from queues import message
 from queues import redis_manager as redis_manager_module
 from queues.backend import UNLIMITED_WAITERS, QueueBackend
-from queues.errors import InvalidQueueName, QueueExists, QueueFull, QueueNotFound, StorageUnavailable
+from queues.errors import (
+    InvalidQueueName,
+    QueueExists,
+    QueueFull,
+    QueueNotFound,
+    SchemaChanged,
+    StorageUnavailable,
+)
 from queues.memory.manager import MemoryQueueManager
 from queues.queue_info import FIELDS
 from queues.redis_manager import RedisQueueManager
@@ -318,3 +325,13 @@ def test_every_operation_checks_the_queue_name_first(make_manager):
     ):
         with pytest.raises(InvalidQueueName):  # Redis: QueueNotFound
             call()
+
+
+def test_a_push_checked_against_another_schema_than_the_queues_pushes_nothing(make_manager):
+    qm = make_manager()
+    qm.create("q", max_messages=10, schema="job")
+    with pytest.raises(SchemaChanged):
+        qm.push("q", bodies(1), schema=None)
+    qm.push("q", bodies(2), schema="job")
+    qm.push("q", bodies(3))  # a caller that checked no schema
+    assert pulled_bodies(qm.pull("q", 10)) == bodies(2, 3)

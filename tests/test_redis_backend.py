@@ -181,3 +181,22 @@ def test_a_service_restart_keeps_redis_leases_until_they_end(make_app, redis_ser
     time.sleep(1.1)
     back = again.post("/queues/q/pull?lease=60", headers=basic("manager")).json
     assert (back["id"], back["deliveries"]) == (expiring["id"], 2)
+
+
+def test_a_workers_copy_of_a_queue_is_checked_when_another_worker_made_it_again(make_app, redis_server):
+    app = make_app(**backend_sections("redis", redis_server, workers=1))
+    client = app.test_client()
+    assert client.post("/queues", json={"name": "q"}, headers=basic("admin")).status_code == 201
+    first = client.post("/queues/q/push", json={"message": {"n": 1}}, headers=basic("manager"))
+    assert first.status_code == 201  # the worker now has its copy: no schema
+    other = RedisQueueManager(redis_server.url, 2)  # another worker, within the first's METADATA_SECONDS
+    try:
+        other.delete("q")
+        other.create("q", 10, schema="job")
+        pushed = client.post("/queues/q/push", json={"message": {"n": 2}}, headers=basic("manager"))
+        assert pushed.status_code == 422 and pushed.json["error"]["code"] == "invalid_message"
+        other.delete("q")
+        pulled = client.post("/queues/q/pull", headers=basic("manager"))
+        assert pulled.status_code == 404 and pulled.json["error"]["code"] == "queue_not_found"
+    finally:
+        other.close()

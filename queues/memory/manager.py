@@ -18,7 +18,7 @@ import threading
 import time
 
 from queues import message, redrive
-from queues.backend import UNLIMITED_WAITERS, check_queue_name
+from queues.backend import ANY_SCHEMA, UNLIMITED_WAITERS, check_queue_name
 from queues.errors import (
     BadDeadLetterQueue,
     IdempotencyKeyReused,
@@ -27,6 +27,7 @@ from queues.errors import (
     QueueInUse,
     QueueNotFound,
     ReceiptInvalid,
+    SchemaChanged,
     StorageUnavailable,
 )
 from queues.fifo import Queue
@@ -197,7 +198,7 @@ class MemoryQueueManager:
 
     # --- messages ---------------------------------------------------------------------------
 
-    def push(self, name, bodies, idempotency=None):
+    def push(self, name, bodies, idempotency=None, schema=ANY_SCHEMA):
         """Append the JSON bodies in order, all or none; return (ids, size after, replayed).
 
         With idempotency (a queues.backend.Idempotency) the key is checked under the queue's lock
@@ -212,6 +213,8 @@ class MemoryQueueManager:
         with queue.lock:
             if queue.deleted:
                 raise QueueNotFound(name)
+            if schema is not ANY_SCHEMA and schema != queue.schema:
+                raise SchemaChanged(name)
             first = None if idempotency is None else self._first_push(queue, idempotency, now)
             if first is not None:
                 # The first push may still wait for its fsync: its repeat answers no sooner.

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app
 
 from queues import idempotency, jsoncodec
 from queues.auth import ANY_ROLE_WITH_ACCESS, auth
-from queues.errors import InvalidRequest
+from queues.errors import InvalidRequest, SchemaChanged
 from queues.responses import json_response, no_content
 from queues.routes import (
     bounded_int,
@@ -31,9 +31,14 @@ def push_messages(name):
     body = json_object_body(("message", "messages"))
     limits = settings().queues
     messages, single = one_or_many(body, "message", "messages", limits.max_batch)
-    check_messages(messages, current_app.extensions["queues.schemas"].get(schema))
     once = idempotency.for_push(key, body, limits.idempotency_seconds)
-    ids, size, replayed = queues.push(name, [jsoncodec.dumps(m) for m in messages], once)
+    bodies = [jsoncodec.dumps(m) for m in messages]
+    try:
+        ids, size, replayed = _checked_push(queues, name, schema, messages, bodies, once)
+    except SchemaChanged:
+        # The queue was made again with another schema since schema_of (by another worker, or
+        # within the Redis backend's METADATA_SECONDS): check against the new one, once.
+        ids, size, replayed = _checked_push(queues, name, queues.schema_of(name), messages, bodies, once)
     headers = {idempotency.REPLAYED_HEADER: "true"} if replayed else None
     if single:
         return json_response({"id": ids[0], "queue": name, "size": size}, 201, headers)
@@ -56,6 +61,11 @@ def pull_messages(name):
     if "max" not in params:
         return json_response(pulled[0])
     return json_response(b'{"messages":[' + b",".join(pulled) + b"]}")
+
+
+def _checked_push(queues, name, schema, messages, bodies, once):
+    check_messages(messages, current_app.extensions["queues.schemas"].get(schema))
+    return queues.push(name, bodies, once, schema)
 
 
 def _receipt(value):
