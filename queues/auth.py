@@ -19,7 +19,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from queues.config import ServerConfig
 from queues.error_handlers import error_response
 from queues.errors import TooManyRequests
-from queues.login_throttle import FailedLogins, HashSlots, SharedFailedLogins, hash_slots_for
+from queues.login_throttle import FailedLogins, SharedFailedLogins, hash_slots_for
 from queues.tarpit import Tarpit
 from queues.users import ROLES_WITH_ACCESS, UsersFileError, load_users
 
@@ -44,11 +44,12 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cache = {}
+        self._checking = {}  # credentials' key -> the _Check under way for them
         self._users = load_users(users_file)
         self._dummies = dummy_hashes(users_file, self._users)
         self._stamp = self._file_stamp()
         self._next_check = 0.0
-        self._hash_slots = hash_slots or HashSlots(hash_slots_for(ServerConfig.threads))
+        self._hash_slots = hash_slots or hash_slots_for(ServerConfig.threads)
 
     def _file_stamp(self):
         stat = os.stat(self._path)
@@ -82,16 +83,49 @@ class Authenticator:
             return user
         with self._lock:
             users, dummies = self._users, self._dummies
-        user = users.get(username)
-        with self._hash_slots:
-            if not _check_as_every_method(user, password, dummies):
-                return None
-        with self._lock:
-            if users is self._users:
-                if len(self._cache) >= MAX_CACHED:
-                    self._cache.clear()
-                self._cache[key] = user
-        return user
+            check = self._checking.get(key)
+            first = check is None
+            if first:
+                check = self._checking[key] = _Check()
+        if not first:
+            # The same credentials are being hashed for another request (workers starting together
+            # share theirs): its answer is this one's, for no slot and no second hash.
+            return check.outcome()
+        try:
+            with self._hash_slots:
+                check.user = users.get(username)
+                if not _check_as_every_method(check.user, password, dummies):
+                    check.user = None
+        except TooManyRequests as exc:
+            check.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._checking[key]
+                if check.user is not None and users is self._users:
+                    if len(self._cache) >= MAX_CACHED:
+                        self._cache.clear()
+                    self._cache[key] = check.user
+            check.done.set()
+        return check.user
+
+
+class _Check:
+    """One password check under way, which requests with the same credentials wait for."""
+
+    __slots__ = ("done", "user", "error")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.user = None
+        self.error = None
+
+    def outcome(self):
+        """The User it found (None: wrong credentials), once done; raises what it raised."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.user
 
 
 def _hash_method(password_hash):
@@ -171,7 +205,7 @@ def _auth_error(status):
 def init_app(app, config):
     """Attach an Authenticator for the users file, a failed-login count and a tarpit to app."""
     app.extensions["queues.authenticator"] = Authenticator(
-        config.auth.users_file, HashSlots(hash_slots_for(config.server.threads))
+        config.auth.users_file, hash_slots_for(config.server.threads)
     )
     limits = (config.auth.max_failed_logins, config.auth.failed_login_window_seconds)
     app.extensions["queues.failed_logins"] = (

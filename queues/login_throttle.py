@@ -118,11 +118,12 @@ class SharedFailedLogins:
 
 
 class HashSlots:
-    """At most `slots` slow hashes at once, and at most as many more waiting; the rest get 429."""
+    """At most `slots` slow hashes at once, and at most `admitted` (running or waiting, by default
+    twice slots); the rest get 429."""
 
-    def __init__(self, slots):
+    def __init__(self, slots, admitted=None):
         self._running = threading.BoundedSemaphore(slots)
-        self._admitted = threading.BoundedSemaphore(2 * slots)
+        self._admitted = threading.BoundedSemaphore(max(admitted or 0, 2 * slots))
 
     def __enter__(self):
         if not self._admitted.acquire(blocking=False):
@@ -136,13 +137,13 @@ class HashSlots:
 
 
 def hash_slots_for(threads, cpus=None):
-    """A quarter of the threads may hash at once, as many wait: half the threads stay free.
-
-    And no more than half the CPUs (at least one): the hash releases the GIL and keeps a CPU busy
-    for its whole 0.1 s, so more at once would leave none for the requests of everyone else.
+    """HashSlots for a worker of threads: half the threads may wait for or run the hash, so half
+    stay free; a quarter of them may run it at once, and no more than half the CPUs (at least one):
+    the hash releases the GIL and keeps a CPU busy for its whole 0.1 s, so more at once would leave
+    none for the requests of everyone else.
     """
     cpus = cpus or _usable_cpus()
-    return max(1, min(threads // 4, cpus // 2))
+    return HashSlots(max(1, min(threads // 4, cpus // 2)), threads // 2)
 
 
 def _usable_cpus():

@@ -174,7 +174,32 @@ def test_failed_logins_slide_out_of_the_window_one_by_one():
     [(16, 2, 1), (16, 1, 1), (16, 8, 4), (16, 64, 4), (4, 64, 1), (1, 1, 1), (64, 12, 6)],
 )
 def test_hash_slots_are_a_quarter_of_the_threads_and_at_most_half_the_cpus(threads, cpus, slots):
-    assert hash_slots_for(threads, cpus) == slots
+    assert hash_slots_for(threads, cpus)._running._initial_value == slots
+
+
+def test_half_the_threads_may_wait_for_the_hash():
+    assert hash_slots_for(16, 2)._admitted._initial_value == 8
+
+
+def test_requests_with_the_same_new_credentials_at_once_share_one_hash(counted):
+    # 16 workers starting together with one user's credentials, against one hash slot: all are let
+    # in, and the slow hash runs once, not sixteen times (nor answers any of them 429).
+    authenticator, checks = counted
+    authenticator._hash_slots = HashSlots(1)
+    barrier = threading.Barrier(16)
+    users = []
+
+    def login():
+        barrier.wait(5)
+        users.append(authenticator.verify("manager", PASSWORDS["manager"]))
+
+    threads = [threading.Thread(target=login) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(users) == 16 and all(user is not None and user.name == "manager" for user in users)
+    assert len(checks) == 1
 
 
 def test_failed_logins_in_redis_are_seen_by_every_worker_until_the_window_passes(redis_server):
