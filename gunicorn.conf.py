@@ -57,6 +57,11 @@ accesslog = None
 # Forwarded headers are trusted as [server] trusted_proxies says (werkzeug's ProxyFix in the app),
 # not also by gunicorn, which by default takes X-Forwarded-Proto from any client on loopback.
 forwarded_allow_ips = ""
+# The worker refuses a head over 64 KB itself, with the contract's JSON 400 (queues.http_worker);
+# gunicorn's lower limits would refuse long request lines and fields first, with a 414 or a 431.
+limit_request_line = 0
+limit_request_fields = 32768
+limit_request_field_size = 65536
 errorlog = "-"
 
 

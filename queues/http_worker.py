@@ -12,6 +12,7 @@ its pause has passed. `worker_class = "queues.http_worker.RequestBufferingWorker
 import errno
 import heapq
 import itertools
+import json
 import math
 import re
 import select
@@ -155,6 +156,20 @@ class _Connection(TConn):
             self._worker.linger(self.sock)
         else:
             super().close()
+
+
+def _write_json_error(sock, status, reason, message):
+    """gunicorn's answer to a request it cannot parse, as the contract's JSON error."""
+    code = "internal_error" if status >= 500 else "invalid_request"
+    text = f"{reason}: {message}" if message else reason
+    body = json.dumps({"error": {"code": code, "message": text}}).encode()
+    head = "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n" % (status, reason)
+    util.write_nonblock(sock, b"%sContent-Length: %d\r\n\r\n%s" % (head.encode("latin-1"), len(body), body))
+
+
+# gunicorn answers a request it cannot parse (a bad request line, header bytes it refuses) through
+# util.write_error, with an HTML page; every answer of this service is JSON.
+util.write_error = _write_json_error
 
 
 def _peer_host(conn):

@@ -589,3 +589,35 @@ def test_clients_that_pipeline_requests_and_never_read_leave_health_answering(li
     with connections(live, 16, b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\n\r\n" * 300, receive_buffer=1024):
         time.sleep(1)
         assert requests.get(live.url("/health"), timeout=1).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /queues/jobs/pull?" + b"lease=1&" * 1200 + b" HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nConnection: close\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",
+    ],
+    ids=["long-request-line", "long-header"],
+)
+def test_a_long_request_line_or_field_within_the_head_limit_reaches_the_service(live, request_bytes):
+    # gunicorn's own limits (4 KB a request line, 8 KB a field) would answer an HTML 414 or 431.
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        head, _, body = sock.makefile("rb").read().partition(b"\r\n\r\n")
+    assert head.split()[1] in (b"200", b"401"), head
+    assert json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GET /he\x01alth HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /health HTTP/1.1\r\nBad Name: 1\r\n\r\n"],
+    ids=["control-byte-in-target", "space-in-header-name"],
+)
+def test_a_request_gunicorn_cannot_parse_is_answered_with_a_json_error(live, request_bytes):
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as sock:
+        sock.sendall(request_bytes)
+        response = sock.makefile("rb").read()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"content-type: application/json" in head.lower()
+    assert error_code(body) == "invalid_request"
