@@ -93,10 +93,10 @@ class Authenticator:
             return check.outcome()
         try:
             with self._hash_slots:
-                check.user = users.get(username)
-                if not _check_as_every_method(check.user, password, dummies):
-                    check.user = None
-        except TooManyRequests as exc:
+                user = users.get(username)
+                matched = _check_as_every_method(user, password, dummies)
+            check.user = user if matched else None
+        except Exception as exc:  # the waiting requests get the same error, and nobody is let in
             check.error = exc
             raise
         finally:

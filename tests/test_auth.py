@@ -215,3 +215,16 @@ def test_failed_logins_in_redis_are_seen_by_every_worker_until_the_window_passes
     other.check("10.0.0.2")  # another source is not affected
     time.sleep(1.6)
     one.check("10.0.0.1")  # the window has passed
+
+
+def test_a_password_check_that_fails_with_an_error_lets_nobody_in(counted, monkeypatch):
+    authenticator, _ = counted
+
+    def broken(hashed, password):
+        raise RuntimeError("the hash could not be computed")
+
+    monkeypatch.setattr(auth_module, "check_password_hash", broken)
+    with pytest.raises(RuntimeError):
+        authenticator.verify("manager", "a wrong password")
+    monkeypatch.setattr(auth_module, "check_password_hash", lambda hashed, password: False)
+    assert authenticator.verify("manager", "a wrong password") is None
