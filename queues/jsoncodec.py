@@ -11,7 +11,8 @@ import orjson
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGIT_RUN = b"0" * 19
 # orjson's encoder refuses values nested deeper than this; they are refused on the way in, so that
-# nothing accepted fails to encode later. Only a body with more brackets than this needs the walk.
+# nothing accepted fails to encode later. Only a body with more brackets than this can be too deep,
+# and orjson's own encoder (in C) answers for most of those: the walk is for the ones it refuses.
 MAX_DEPTH = 254
 # A surrogate escape (\ud800-\udfff): the standard library decodes a lone one, which cannot be encoded.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -51,6 +52,14 @@ def _check_encodable(value, check_text):
                 raise ValueError("a string holds a lone surrogate escape") from None
 
 
+def _orjson_encodes(value):
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 def loads(data):
     """Decode JSON bytes; NaN, Infinity, out-of-range numbers, lone surrogates and values nested
     deeper than MAX_DEPTH are errors, large integers are exact."""
@@ -61,7 +70,7 @@ def loads(data):
         else:
             value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
             check_text = _SURROGATE_ESCAPE.search(data) is not None
-        if check_text or data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        if check_text or (data.count(b"[") + data.count(b"{") > MAX_DEPTH and not _orjson_encodes(value)):
             _check_encodable(value, check_text)
         return value
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
