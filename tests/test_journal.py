@@ -177,12 +177,12 @@ def test_change_that_cannot_be_journaled_is_refused_and_not_applied(journaled, m
     app = journaled()
     act(app, "post", "/queues", json={"name": "jobs"})
     act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}})
-    real_write = os.write
+    real_write = journal_module.write_all
 
     def full_disk(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_module.os, "write", full_disk)
+    monkeypatch.setattr(journal_module, "write_all", full_disk)
     for method, path, body in [
         ("post", "/queues/jobs/push", {"message": {"n": 2}}),
         ("post", "/queues/jobs/pull", None),
@@ -196,7 +196,7 @@ def test_change_that_cannot_be_journaled_is_refused_and_not_applied(journaled, m
     info = act(app, "get", "/queues/jobs").json
     assert (info["size"], info["pushed_total"], info["pulled_total"]) == (1, 1, 0)
 
-    monkeypatch.setattr(journal_module.os, "write", real_write)
+    monkeypatch.setattr(journal_module, "write_all", real_write)
     assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 3}}).status_code == 201
     assert app.test_client().get("/health").status_code == 200
     recovered = journaled()
@@ -208,15 +208,15 @@ def test_change_that_cannot_be_journaled_is_refused_and_not_applied(journaled, m
 def test_partial_write_is_cut_off_before_the_next_record(journaled, tmp_path, monkeypatch):
     app = journaled()
     act(app, "post", "/queues", json={"name": "jobs"})
-    real_write = os.write
+    real_write = journal_module.write_all
 
     def half_then_fail(fd, data):
         real_write(fd, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(journal_module.os, "write", half_then_fail)
+    monkeypatch.setattr(journal_module, "write_all", half_then_fail)
     assert act(app, "post", "/queues/jobs/push", json={"message": {"lost": True}}).status_code == 503
-    monkeypatch.setattr(journal_module.os, "write", real_write)
+    monkeypatch.setattr(journal_module, "write_all", real_write)
     assert act(app, "post", "/queues/jobs/push", json={"message": {"kept": True}}).status_code == 201
     records = read_records(journal_path(tmp_path / "data" / "queues.pickle", 0))
     assert [r[0] for r in records] == ["create", "push"]
@@ -372,3 +372,21 @@ def test_a_journal_file_removed_while_idle_is_replaced_by_the_next_snapshot(jour
     assert backend.snapshotter.save() is True
     assert act(app, "post", "/queues/jobs/push", json={"message": {"n": 1}}).status_code == 201
     assert app.test_client().get("/health").status_code == 200
+
+
+def test_write_all_writes_every_byte_and_reports_errors_as_oserror(tmp_path):
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        journal_module.write_all(fd, b"abc" * 100_000)
+        journal_module.write_all(fd, b"")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"abc" * 100_000
+    read_only = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as raised:
+            journal_module.write_all(read_only, b"x")
+    finally:
+        os.close(read_only)
+    assert raised.value.errno == errno.EBADF
