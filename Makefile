@@ -14,10 +14,13 @@ install: $(RUN_STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# gunicorn's C HTTP parser (what gunicorn[fast] adds) builds from source: where it cannot, gunicorn
+# falls back to its own Python parser and `make run` goes on.
 # `pip install -e .` puts queues-client and queues-users on the venv's PATH, for any folder.
 $(RUN_STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt
+	$(PIP) gunicorn_h1c==0.6.10 || echo "gunicorn_h1c did not build: gunicorn parses HTTP in Python instead"
 	$(PIP) --no-deps -e .
 	touch $(RUN_STAMP)
 
