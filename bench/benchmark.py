@@ -9,6 +9,7 @@ Every figure is the median of several runs, with min and max. No figure fails an
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import platform
@@ -50,6 +51,7 @@ JOB = {
     "parameters": {"window": 20, "field": "close", "calendar": "XNYS", "note": "x" * 14},
 }
 JOB_BYTES = json.dumps(JOB, separators=(",", ":")).encode()
+BATCH_BODY = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
 # Messages queued before a batch pull run, per second of it: more than the fastest batch pull takes,
 # or the figure would be capped by the queue running empty (it was 120,000, the cap it then measured).
 BATCH_PULL_PREFILL_PER_SECOND = 300_000
@@ -187,32 +189,63 @@ def measure_once(service, seconds, path, body=None, counter=None, prefill=0, ide
     return figures
 
 
-def baseline(workdir, runs, seconds, threads=ServerConfig.threads, workers=1):
-    """The do-nothing endpoint under the service's gunicorn settings."""
-    port, log = free_port(), workdir / f"baseline.{workers}.{threads}.log"
+@contextlib.contextmanager
+def reference_app(workdir, module, threads=ServerConfig.threads, workers=1):
+    """A bench/ app under the service's gunicorn settings; yields its base URL once it answers."""
+    port, log = free_port(), workdir / f"{module}.{workers}.{threads}.log"
+    env = dict(os.environ, MINIMAL_APP_CREDENTIALS=f"manager:{PASSWORDS['manager']}")
     process = subprocess.Popen(
         [GUNICORN, "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", "gthread", "--threads", str(threads),
-         "--no-control-socket", "noop_app:app"],
-        cwd=BENCH, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+         "--no-control-socket", f"{module}:app"],
+        cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.post(f"http://127.0.0.1:{port}/noop", timeout=1)
+                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.05)
-        return summarise([wrk(f"http://127.0.0.1:{port}/noop", seconds, b'{"message":' + JOB_BYTES + b"}")
-                          for _ in range(runs)])  # fmt: skip
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(30)
 
 
+def baseline(workdir, runs, seconds, threads=ServerConfig.threads, workers=1):
+    """The do-nothing endpoint under the service's gunicorn settings."""
+    with reference_app(workdir, "noop_app", threads, workers) as url:
+        single = b'{"message":' + JOB_BYTES + b"}"
+        return summarise([wrk(f"{url}/noop", seconds, single) for _ in range(runs)])
+
+
+def minimal_app_batches(workdir, runs, seconds):
+    """Batch push and pull of 100 on the minimal app (bench/minimal_app.py): the stack's floor."""
+    found = {"push_batch_100": [], "pull_batch_100": []}
+    session = requests.Session()
+    session.auth = ("manager", PASSWORDS["manager"])
+    with reference_app(workdir, "minimal_app") as url:
+
+        def size():
+            return session.get(f"{url}/size").json()["size"]
+
+        for _ in range(runs):
+            before = size()
+            figures = wrk(f"{url}/push", seconds, BATCH_BODY)
+            figures["messages_per_s"] = (size() - before) / seconds
+            found["push_batch_100"].append(figures)
+            while size() < BATCH_PULL_PREFILL_PER_SECOND * seconds:
+                session.post(f"{url}/push", data=b'{"messages":[' + b",".join([JOB_BYTES] * 5000) + b"]}")
+            before = size()
+            figures = wrk(f"{url}/pull?max=100", seconds)
+            figures["messages_per_s"] = (before - size()) / seconds
+            found["pull_batch_100"].append(figures)
+    return {name: summarise(figures) for name, figures in found.items()}
+
+
 def throughput_phases(workdir, runs, seconds):
     service = Service(workdir / "service")
-    batch = b'{"messages":[' + b",".join([JOB_BYTES] * 100) + b"]}"
     single = b'{"message":' + JOB_BYTES + b"}"
     try:
         push, keyed = plain_and_keyed_pushes(service, runs, seconds, single)
@@ -222,7 +255,7 @@ def throughput_phases(workdir, runs, seconds):
             "pull": measure(
                 service, runs, seconds, "/queues/q/pull", None, "pulled_total", prefill=4000 * seconds
             ),
-            "push_batch_100": measure(service, runs, seconds, "/queues/q/push", batch, "pushed_total"),
+            "push_batch_100": measure(service, runs, seconds, "/queues/q/push", BATCH_BODY, "pushed_total"),
             "pull_batch_100": measure(
                 service,
                 runs,
@@ -455,7 +488,8 @@ def report(results):
         f"| do-nothing endpoint (baseline) | {_fmt(base['requests_per_s'])} | | "
         f"{_fmt(base['p50_ms'])} | {_fmt(base['p99_ms'])} | 1.00 |"
     )
-    for name, figures in {**results["phases"], **results["journal"]}.items():
+    floor = {f"minimal app, {name}": figures for name, figures in results["minimal_app"].items()}
+    for name, figures in {**results["phases"], **results["journal"], **floor}.items():
         ratio = figures["requests_per_s"]["median"] / base["requests_per_s"]["median"]
         rows.append(f"| {name} | {_fmt(figures['requests_per_s'])} | {_fmt(figures['messages_per_s'])} | "
                     f"{_fmt(figures['p50_ms'])} | {_fmt(figures['p99_ms'])} | {ratio:.2f} |")  # fmt: skip
@@ -534,6 +568,10 @@ def targets(results):
     pushed, pulled = (phases[f"{n}_batch_100"]["messages_per_s"]["median"] for n in ("push", "pull"))
     found.append(("batch push ≥ 100,000 messages/s", f"{pushed:,.0f}", pushed >= 100_000))
     found.append(("batch pull ≥ 200,000 messages/s", f"{pulled:,.0f}", pulled >= 200_000))
+    for name in ("push", "pull"):
+        ours = phases[f"{name}_batch_100"]["messages_per_s"]["median"]
+        floor = results["minimal_app"][f"{name}_batch_100"]["messages_per_s"]["median"]
+        found.append((f"batch {name} ≥ the minimal app's", f"{ours / floor:.2f} ×", ours >= floor))
     per_message = memory[f"rss_per_message_{largest}"]
     found.append((f"≤ 400 B per queued message ({largest:,})", f"{per_message:,.0f} B", per_message <= 400))
     for step in ("snapshot", "restore"):
@@ -576,7 +614,7 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="a second a phase, one run, small sizes (a smoke test)"
     )
-    parser.add_argument("--seconds", type=int, help="length of each wrk run, whole seconds (wrk takes no fraction)")
+    parser.add_argument("--seconds", type=int, help="seconds of each wrk run (whole: wrk takes no fraction)")
     parser.add_argument("--runs", type=int, help="runs of each figure (the median is reported)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the .md and .json go")
     parser.add_argument(
@@ -605,6 +643,7 @@ def main(argv=None):
             "sizes": sizes,
             "snapshot_messages": sizes[-1],
             "baseline": baseline(workdir, runs, seconds),
+            "minimal_app": minimal_app_batches(workdir, runs, seconds),
             "phases": throughput_phases(workdir, runs, seconds),
             "journal": journal_phases(workdir, runs, seconds),
             "threads": thread_phases(workdir, runs, seconds, [4, 16] if args.quick else [4, 8, 16, 32]),
