@@ -609,6 +609,16 @@ def redis_targets(redis_results):
     return found
 
 
+def results_name(directory, day):
+    """The date, or the date and a run number if that day already has results: figures taken
+    before a change stay beside those taken after it."""
+    name, run = day, 1
+    while (directory / f"{name}.md").exists():
+        run += 1
+        name = f"{day}-{run}"
+    return name
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -655,8 +665,9 @@ def main(argv=None):
     text = report(results)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{results['date']}.md").write_text(text)
-    (args.out / f"{results['date']}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    name = results_name(args.out, results["date"])
+    (args.out / f"{name}.md").write_text(text)
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bench.benchmark import results_name
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -36,3 +37,11 @@ def test_quick_benchmark_runs_every_phase_and_writes_its_tables(tmp_path):
     assert "| target | measured | met |" in text
     assert "| push with an Idempotency-Key ≥ 0.9 × plain push |" in text
     assert "| redis, appendonly everysec | 2 |" in text
+
+
+def test_a_second_run_on_one_day_keeps_the_first_runs_figures(tmp_path):
+    assert results_name(tmp_path, "2026-11-30") == "2026-11-30"
+    (tmp_path / "2026-11-30.md").write_text("before")
+    assert results_name(tmp_path, "2026-11-30") == "2026-11-30-2"
+    (tmp_path / "2026-11-30-2.md").write_text("after")
+    assert results_name(tmp_path, "2026-11-30") == "2026-11-30-3"
