@@ -576,7 +576,9 @@ def main(argv=None):
     parser.add_argument(
         "--quick", action="store_true", help="a second a phase, one run, small sizes (a smoke test)"
     )
-    parser.add_argument("--seconds", type=int, help="length of each wrk run, whole seconds (wrk takes no fraction)")
+    parser.add_argument(
+        "--seconds", type=int, help="length of each wrk run, whole seconds (wrk takes no fraction)"
+    )
     parser.add_argument("--runs", type=int, help="runs of each figure (the median is reported)")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="where the .md and .json go")
     parser.add_argument(

@@ -143,9 +143,10 @@ class Journal:
     """Appends records to the current generation's file; thread-safe.
 
     append() is called with the lock of what the record changes held, so records are in the order
-    the changes are applied; it is one write() into the OS's cache, holding the GIL (see write_all). With fsync=always, wait_durable()
-    fsyncs before the reply, after the locks are released, so concurrent callers share one fsync;
-    with everysec the checker thread fsyncs once a second, off the request path; with no, never.
+    the changes are applied; it is one write() into the OS's cache, holding the GIL (see write_all).
+    With fsync=always, wait_durable() fsyncs before the reply, after the locks are released, so
+    concurrent callers share one fsync; with everysec the checker thread fsyncs once a second, off
+    the request path; with no, never.
 
     A new generation starts in three steps, so that nothing slow runs under the caller's locks:
     open_next() opens the file before them, switch() swaps the handle under them, and retire()
