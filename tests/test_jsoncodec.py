@@ -67,3 +67,13 @@ def test_a_surrogate_pair_is_one_character_on_both_paths():
         12345678901234567890,
     ]
     assert jsoncodec.loads(b'"\\ud83d\\ude00"') == "\U0001f600"
+
+
+@pytest.mark.parametrize("exact_path", [False, True], ids=["orjson", "standard library"])
+@pytest.mark.parametrize("brackets", [1, 300], ids=["few brackets", "many brackets"])
+def test_a_surrogate_sent_as_raw_utf8_bytes_is_refused_on_both_paths(exact_path, brackets):
+    # \xed\xa0\x80 is U+D800 encoded as if it were a character: not UTF-8, and no escape to find.
+    number = b"12345678901234567890" if exact_path else b"1"
+    others = b",".join([b"{}"] * brackets)
+    with pytest.raises(jsoncodec.JsonDecodeError):
+        jsoncodec.loads(b'{"messages": [' + others + b', {"s": "\xed\xa0\x80", "n": ' + number + b"}]}")
