@@ -68,7 +68,9 @@ def loads(data):
             value = orjson.loads(data)
             check_text = False  # orjson refuses lone surrogates itself
         else:
-            value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+            # Decoded here, strictly: json.loads would decode bytes with "surrogatepass", letting in a
+            # surrogate sent as raw bytes (no escape for the check below to find), and a UTF-8 BOM.
+            value = json.loads(data.decode(), parse_constant=_reject_constant, parse_float=_finite_float)
             check_text = _SURROGATE_ESCAPE.search(data) is not None
         if check_text or (data.count(b"[") + data.count(b"{") > MAX_DEPTH and not _orjson_encodes(value)):
             _check_encodable(value, check_text)

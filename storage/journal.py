@@ -34,7 +34,9 @@ CHECK_EVERY_SECONDS = 1.0
 # the OS's cache takes microseconds, but append() runs under a queue's lock: with os.write, the other
 # request threads took the GIL meanwhile, and the writer then waited for it with the lock held, so
 # pushes with the journal ran at 0.88 × those without; keeping the GIL: 0.96 ×. The price is Redis's:
-# a write() stalled by the disk stalls the whole worker, not one thread (fsync never runs here).
+# a write() stalled by the disk (say, a frozen file system) stalls the whole worker, /health and reads
+# included, not one thread (fsync never runs here); past gunicorn's timeout (30 s) the master kills the
+# worker, which starts again from the snapshot and journal: nothing answered is lost.
 _libc = ctypes.PyDLL(None, use_errno=True)
 _libc.write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
 _libc.write.restype = ctypes.c_ssize_t
@@ -143,9 +145,10 @@ class Journal:
     """Appends records to the current generation's file; thread-safe.
 
     append() is called with the lock of what the record changes held, so records are in the order
-    the changes are applied; it is one write() into the OS's cache, holding the GIL (see write_all). With fsync=always, wait_durable()
-    fsyncs before the reply, after the locks are released, so concurrent callers share one fsync;
-    with everysec the checker thread fsyncs once a second, off the request path; with no, never.
+    the changes are applied; it is one write() into the OS's cache, holding the GIL (see write_all).
+    With fsync=always, wait_durable() fsyncs before the reply, after the locks are released, so
+    concurrent callers share one fsync; with everysec the checker thread fsyncs once a second, off
+    the request path; with no, never.
 
     A new generation starts in three steps, so that nothing slow runs under the caller's locks:
     open_next() opens the file before them, switch() swaps the handle under them, and retire()

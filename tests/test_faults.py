@@ -2,6 +2,7 @@
 limit. The service refuses what it cannot make durable, says so on /health, keeps the last good
 snapshot, and recovers by itself when the fault clears."""
 
+import concurrent.futures
 import errno
 import os
 import resource
@@ -61,6 +62,26 @@ def fill_disk(path):
         assert exc.errno == errno.ENOSPC
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def ext4(tmp_path):
+    """A small ext4 file system in a file, loop-mounted for the test (fsfreeze needs a real one)."""
+    image, mount_point = tmp_path / "disk.img", tmp_path / "ext4"
+    mount_point.mkdir()
+    image.write_bytes(b"")
+    os.truncate(image, 64 * 2**20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, check=False)
+    mount = ["mount", "-o", "loop", str(image), str(mount_point)]
+    if made.returncode != 0 or subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("this machine does not let the tests mount an ext4 image (needs root and mkfs.ext4)")
+    yield mount_point
+    subprocess.run(["fsfreeze", "-u", str(mount_point)], capture_output=True, check=False)
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fsfreeze(mount_point, on):
+    subprocess.run(["fsfreeze", "-f" if on else "-u", str(mount_point)], check=True)
 
 
 def start(tmp_path, data_dir, journal):
@@ -180,3 +201,23 @@ def test_file_size_limit_refuses_changes_then_recovers_when_lifted(tmp_path):
     finally:
         server.stop()
         shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+def test_a_push_stalled_by_a_frozen_disk_gets_its_201_after_the_thaw_and_survives_a_crash(tmp_path, ext4):
+    # The journal's write() keeps the GIL: a stall freezes the worker, but must lose or refuse nothing.
+    server = start(tmp_path, ext4, "on")
+    try:
+        assert push(server, 1).status_code == 201
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fsfreeze(ext4, True)
+            try:
+                stalled = pool.submit(push, server, 2)
+                time.sleep(2)
+                assert not stalled.done(), "the push did not wait for the frozen disk"
+            finally:
+                fsfreeze(ext4, False)
+            assert stalled.result(timeout=30).status_code == 201
+        eventually(lambda: health(server).status_code == 200)
+        assert_survives_a_crash(server, [1, 2])
+    finally:
+        server.stop()

@@ -213,6 +213,16 @@ def test_lone_surrogate_escapes_are_a_400(live, queue_name, body):
     assert (status, error_code(answer)) == (400, "invalid_json")
 
 
+def test_a_surrogate_sent_as_raw_utf8_bytes_is_a_400_and_stores_nothing(live, queue_name):
+    # A body that holds an integer beyond 64 bits is decoded by the standard library: U+D800 as raw
+    # bytes (not UTF-8) must not get in there, where no encoder could send it back out.
+    body = b'{"message": {"s": "\xed\xa0\x80", "id": 12345678901234567890}}'
+    headers = {**basic("admin"), "Content-Type": "application/json"}
+    status, _, answer = call(live, "POST", f"/queues/{queue_name}/push", headers=headers, body=body)
+    assert (status, error_code(answer)) == (400, "invalid_json")
+    assert live.session().get(live.url(f"/queues/{queue_name}")).json()["size"] == 0
+
+
 HEADERS_TO_FUZZ = [
     "Authorization", "Origin", "Host", "X-Request-ID", "Content-Type", "Sec-Fetch-Site",
     "X-Forwarded-For", "X-Forwarded-Proto", "Cookie", "Accept", "Idempotency-Key",

@@ -67,3 +67,29 @@ def test_a_surrogate_pair_is_one_character_on_both_paths():
         12345678901234567890,
     ]
     assert jsoncodec.loads(b'"\\ud83d\\ude00"') == "\U0001f600"
+
+
+@pytest.mark.parametrize("exact_path", [False, True], ids=["orjson", "standard library"])
+@pytest.mark.parametrize("brackets", [1, 300], ids=["few brackets", "many brackets"])
+def test_a_surrogate_sent_as_raw_utf8_bytes_is_refused_on_both_paths(exact_path, brackets):
+    # \xed\xa0\x80 is U+D800 encoded as if it were a character: not UTF-8, and no escape to find.
+    number = b"12345678901234567890" if exact_path else b"1"
+    others = b",".join([b"{}"] * brackets)
+    with pytest.raises(jsoncodec.JsonDecodeError):
+        jsoncodec.loads(b'{"messages": [' + others + b', {"s": "\xed\xa0\x80", "n": ' + number + b"}]}")
+
+
+@pytest.mark.parametrize("exact_path", [False, True], ids=["orjson", "standard library"])
+def test_a_wide_body_is_kept_and_one_value_too_deep_among_many_is_refused(exact_path):
+    # More brackets than MAX_DEPTH: orjson's encoder answers, or (an integer beyond 64 bits, which it
+    # refuses) the walk does.
+    number = b"12345678901234567890" if exact_path else b"1"
+    wide = b",".join([b'{"n": [' + number + b"]}"] * 300)
+    assert jsoncodec.loads(b'{"messages": [' + wide + b"]}") == {"messages": [{"n": [int(number)]}] * 300}
+
+    def body(levels):  # the object and its list are two levels more
+        return b'{"messages": [' + wide + b", " + b"[" * levels + number + b"]" * levels + b"]}"
+
+    assert len(jsoncodec.loads(body(jsoncodec.MAX_DEPTH - 2))["messages"]) == 301
+    with pytest.raises(jsoncodec.JsonDecodeError):
+        jsoncodec.loads(body(jsoncodec.MAX_DEPTH - 1))
