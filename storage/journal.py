@@ -67,12 +67,14 @@ def write_all(fd, data):
     """Write all of data to fd without letting go of the GIL; raises OSError (part may be written)."""
     while data:
         written = _libc.write(fd, data, len(data))
-        if written < 0:
-            code = ctypes.get_errno()
-            if code != errno.EINTR:
-                raise OSError(code, os.strerror(code))
-        else:
+        if written > 0:
             data = data[written:]
+            continue
+        # A write of nothing would be tried for ever, with the GIL held: an error, as os.write's
+        # callers treated a short write.
+        code = ctypes.get_errno() if written < 0 else errno.EIO
+        if code != errno.EINTR:
+            raise OSError(code, os.strerror(code))
 
 
 def journal_path(snapshot_path, generation):

@@ -390,3 +390,15 @@ def test_write_all_writes_every_byte_and_reports_errors_as_oserror(tmp_path):
     finally:
         os.close(read_only)
     assert raised.value.errno == errno.EBADF
+
+
+def test_write_all_gives_up_on_a_write_that_writes_nothing(monkeypatch):
+    class WritesNothing:
+        @staticmethod
+        def write(fd, data, size):
+            return 0
+
+    monkeypatch.setattr(journal_module, "_libc", WritesNothing)
+    with pytest.raises(OSError) as raised:
+        journal_module.write_all(1, b"record")
+    assert raised.value.errno == errno.EIO
