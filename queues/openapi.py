@@ -5,6 +5,9 @@ from pathlib import Path
 import yaml
 
 OPENAPI_FILE = Path(__file__).resolve().parent / "openapi.yaml"
+# libyaml's parser and emitter where PyYAML has them: the pure-Python ones took 0.4 s of every start.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _parameter(document, path, method, name):
@@ -18,7 +21,7 @@ def _pull_parameter(document, name):
 
 def render_openapi(limits):
     """openapi.yaml as YAML bytes, its maxima set from limits (the [queues] configuration)."""
-    document = yaml.safe_load(OPENAPI_FILE.read_text(encoding="utf-8"))
+    document = yaml.load(OPENAPI_FILE.read_text(encoding="utf-8"), Loader=_LOADER)
     schemas = document["components"]["schemas"]
     schemas["CreateQueue"]["properties"]["max_messages"]["maximum"] = limits.max_messages
     schemas["PushBatch"]["properties"]["messages"]["maxItems"] = limits.max_batch
@@ -29,4 +32,4 @@ def render_openapi(limits):
     _pull_parameter(document, "lease")["maximum"] = limits.max_lease_seconds
     schemas["NackRequest"]["properties"]["delay"]["maximum"] = limits.max_lease_seconds
     _parameter(document, "/queues/{name}/messages", "get", "limit")["maximum"] = limits.max_batch
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100).encode()
+    return yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True, width=100).encode()
