@@ -9,6 +9,7 @@ request. A file that cannot be written never stops the writer: it drops and coun
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from logging.handlers import QueueHandler, QueueListener
@@ -21,14 +22,20 @@ RETRY_SECONDS = 1.0
 
 
 class _DrainingQueue:
-    """The queue between the handler and the listener: put never blocks, get sleeps when empty."""
+    """The queue between the handler and the listener: put never blocks, get sleeps when empty.
+
+    Only the listener's stop sentinel wakes it early, so that closing does not wait out a sleep.
+    """
 
     def __init__(self, when_empty):
         self._items = deque()
         self._when_empty = when_empty
+        self._stopping = threading.Event()
 
     def put_nowait(self, item):
         self._items.append(item)
+        if item is QueueListener._sentinel:
+            self._stopping.set()
 
     def get(self, block=True):
         while True:
@@ -36,7 +43,7 @@ class _DrainingQueue:
                 return self._items.popleft()
             except IndexError:
                 self._when_empty()
-                time.sleep(IDLE_SECONDS)
+                self._stopping.wait(IDLE_SECONDS)
 
 
 class _HealingFileHandler(logging.Handler):
