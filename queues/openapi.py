@@ -1,5 +1,6 @@
 """The OpenAPI document served at GET /openapi.yaml, with this server's configured limits in it."""
 
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -19,8 +20,10 @@ def _pull_parameter(document, name):
     return _parameter(document, "/queues/{name}/pull", "post", name)
 
 
+@lru_cache(maxsize=16)
 def render_openapi(limits):
-    """openapi.yaml as YAML bytes, its maxima set from limits (the [queues] configuration)."""
+    """openapi.yaml as YAML bytes, its maxima set from limits (the [queues] configuration, frozen);
+    made once per process and limits: PyYAML builds and represents the document in Python."""
     document = yaml.load(OPENAPI_FILE.read_text(encoding="utf-8"), Loader=_LOADER)
     schemas = document["components"]["schemas"]
     schemas["CreateQueue"]["properties"]["max_messages"]["maximum"] = limits.max_messages
