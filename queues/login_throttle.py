@@ -21,11 +21,6 @@ REDIS_KEY_PREFIX = "queues:failed_logins:"
 
 # Sources tracked at most; beyond it the oldest are forgotten (a flood of addresses costs bounded memory).
 MAX_SOURCES = 100_000
-# A source Redis showed under the limit is not asked about again for this long, unless this worker
-# records a failure of it meanwhile: a good client costs a round trip a second, not one a request.
-# Other workers' failures are seen up to this late, so when a source reaches the limit each worker
-# may check one more guess (its failure makes it ask Redis again).
-CLEAN_SECONDS = 1.0
 
 
 class FailedLogins:
@@ -89,25 +84,18 @@ class SharedFailedLogins:
         self._max = max_failures
         self._window = window_seconds
         self._local = FailedLogins(max_failures, window_seconds)
-        self._clean_until = {}  # source -> time.monotonic() until which it counts as under the limit
 
     def _key(self, source):
         return REDIS_KEY_PREFIX + source
 
     def check(self, source):
-        # One command (the failures within the window), at most every CLEAN_SECONDS for a source
-        # under the limit; the oldest, for Retry-After, only when the source is refused. fail() keeps
-        # the set to the newest max_failures entries.
-        if self._clean_until.get(source, 0.0) > time.monotonic():
-            return
+        # One command on every request (the failures within the window); the oldest, for Retry-After,
+        # only when the source is refused. fail() keeps the set to the newest max_failures entries.
         now = time.time()
         key = self._key(source)
         try:
             count = self._redis.zcount(key, f"({now - self._window}", "+inf")
             if count < self._max:
-                if len(self._clean_until) >= MAX_SOURCES:
-                    self._clean_until.clear()
-                self._clean_until[source] = time.monotonic() + CLEAN_SECONDS
                 return
             oldest = self._redis.zrangebyscore(key, f"({now - self._window}", "+inf", 0, 1, withscores=True)
         except redis.RedisError as exc:
@@ -117,7 +105,6 @@ class SharedFailedLogins:
             _refuse(oldest[0][1] + self._window - now)
 
     def fail(self, source):
-        self._clean_until.pop(source, None)
         now = time.time()
         key = self._key(source)
         try:
