@@ -11,7 +11,7 @@ from queues.auth import Authenticator
 from queues.errors import TooManyRequests
 from queues.login_throttle import FailedLogins, HashSlots, SharedFailedLogins, hash_slots_for
 from queues.users import User, UsersFileError, load_users, save_users
-from tests.conftest import FAST_HASH, PASSWORDS, write_users
+from tests.conftest import FAST_HASH, PASSWORDS, backend_sections, basic, write_users
 
 
 @pytest.fixture
@@ -228,3 +228,51 @@ def test_a_password_check_that_fails_with_an_error_lets_nobody_in(counted, monke
         authenticator.verify("manager", "a wrong password")
     monkeypatch.setattr(auth_module, "check_password_hash", lambda hashed, password: False)
     assert authenticator.verify("manager", "a wrong password") is None
+
+
+@pytest.fixture
+def two_instances(make_app, redis_server):
+    """Test clients of two apps on one Redis (two workers, or two instances) allowing 3 failed logins,
+    and a function that sends a GET /queues with given credentials to one, by default from 10.0.0.5."""
+    sections = {**backend_sections("redis", redis_server, workers=1), "auth": {"max_failed_logins": 3}}
+    one, other = make_app(**sections).test_client(), make_app(**sections).test_client()
+
+    def login(client, credentials, source="10.0.0.5"):
+        return client.get("/queues", headers=credentials, environ_base={"REMOTE_ADDR": source}).status_code
+
+    return one, other, login
+
+
+def test_guesses_at_once_are_refused_once_another_worker_saw_their_source_reach_the_limit(
+    two_instances, monkeypatch
+):
+    one, other, login = two_instances
+    assert login(one, basic("auditor")) == 403  # the attacker's own account logs in: under the limit
+    for i in range(3):
+        assert login(other, basic("manager", f"guess {i}")) == 401
+    real_check = auth_module.check_password_hash
+
+    def slow_check(*args):
+        time.sleep(0.1)  # a real hash's time: the four guesses are all checked before one fails
+        return real_check(*args)
+
+    monkeypatch.setattr(auth_module, "check_password_hash", slow_check)
+    statuses = []
+    guesses = [
+        threading.Thread(target=lambda i=i: statuses.append(login(one, basic("manager", f"more {i}"))))
+        for i in range(4)
+    ]
+    for guess in guesses:
+        guess.start()
+    for guess in guesses:
+        guess.join(10)
+    assert statuses == [429] * 4
+
+
+def test_a_right_password_guessed_once_another_worker_saw_the_limit_reached_gets_429(two_instances):
+    one, other, login = two_instances
+    assert login(one, basic("manager"), "10.0.0.6") == 200  # the manager, elsewhere: cached by this worker
+    assert login(one, basic("auditor")) == 403  # the attacker's own account logs in: under the limit
+    for i in range(3):
+        assert login(other, basic("manager", f"guess {i}")) == 401
+    assert login(one, basic("manager")) == 429
