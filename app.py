@@ -18,6 +18,7 @@ from queues.routes import admin, messages, operators, ui
 from queues.routes import metrics as metrics_routes
 from queues.schemas import SchemaFileError, load_schemas
 from queues.users import UsersFileError
+from storage.folder_lock import DataFolderBusy
 from storage.journal import JournalError
 from storage.snapshot import SnapshotError
 
@@ -30,6 +31,7 @@ STARTUP_ERRORS = (
     SchemaFileError,
     UsersFileError,
     StorageUnavailable,
+    DataFolderBusy,
     OSError,
 )
 _STDERR_HANDLER = "queues-stderr"

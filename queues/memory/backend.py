@@ -5,6 +5,7 @@ from queues.memory.recovery import recover
 from queues.memory.snapshotter import Snapshotter
 from queues.message import iso_timestamp
 from queues.sweeper import LeaseSweeper
+from storage.folder_lock import FolderLock
 from storage.journal import ignore_file_size_signal
 
 
@@ -15,7 +16,12 @@ class MemoryBackend:
         persistence = config.persistence
         persistence.path.parent.mkdir(parents=True, exist_ok=True)
         ignore_file_size_signal()
-        self.queues, self.journal = recover(persistence, config.queues.max_waiting_pulls)
+        self._folder_lock = FolderLock(persistence.path)
+        try:
+            self.queues, self.journal = recover(persistence, config.queues.max_waiting_pulls)
+        except BaseException:
+            self._folder_lock.release()
+            raise
         self.snapshotter = Snapshotter(self.queues, persistence.path, persistence.interval_seconds)
         self._sweeper = LeaseSweeper(self.queues)
 
@@ -26,12 +32,13 @@ class MemoryBackend:
         self._sweeper.start()
 
     def stop(self):
-        """Refuse changes, write the final snapshot and close the journal."""
+        """Refuse changes, write the final snapshot, close the journal and free the data folder."""
         self._sweeper.stop()
         self.queues.close()
         self.snapshotter.stop()
         if self.journal is not None:
             self.journal.close()
+        self._folder_lock.release()
 
     def health(self):
         """(failing, details) for GET /health: failing while the last snapshot or journal write failed."""

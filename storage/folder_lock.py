@@ -1,0 +1,47 @@
+"""One process at a time in a data folder: a POSIX lock on <snapshot path>.lock while it runs.
+
+Two processes on one folder would append to the same journal files and overwrite each other's
+snapshots. The lock is the process's (fcntl.lockf), so it ends with the process, even after
+kill -9. A worker started while another still holds it (gunicorn starts a reload's new worker before
+the old one has written its final snapshot) waits for it, then starts from what it left.
+"""
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+# Below gunicorn's 30 s worker timeout, which also bounds a worker's start.
+WAIT_SECONDS = 20.0
+_RETRY_SECONDS = 0.1
+
+
+class DataFolderBusy(Exception):
+    """Another process held the data folder's lock for longer than WAIT_SECONDS."""
+
+
+class FolderLock:
+    """The lock on snapshot_path's folder, taken when built; release() ends it."""
+
+    def __init__(self, snapshot_path):
+        self.path = Path(f"{snapshot_path}.lock")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    os.close(self._fd)
+                    raise DataFolderBusy(
+                        f"{self.path}: another process has used this data folder for "
+                        f"{WAIT_SECONDS:.0f} s; stop it, or give this one another [persistence] path"
+                    ) from None
+                time.sleep(_RETRY_SECONDS)
+
+    def release(self):
+        """End the lock; safe to call more than once (a backend may be stopped twice)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
