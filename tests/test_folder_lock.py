@@ -10,6 +10,7 @@ import requests
 
 from storage import folder_lock
 from storage.folder_lock import DataFolderBusy, FolderLock
+from tests.conftest import REPO
 from tests.live_server import LiveServer
 
 HOLD = textwrap.dedent(
@@ -28,7 +29,7 @@ def held_by_another_process(tmp_path):
     """A process holding the lock of tmp_path/queues.pickle's folder until the test kills it."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(tmp_path / "queues.pickle")],
-        cwd=folder_lock.__file__.rsplit("/storage/", 1)[0],
+        cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )
