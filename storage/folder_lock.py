@@ -4,6 +4,9 @@ Two processes on one folder would append to the same journal files and overwrite
 snapshots. The lock is the process's (fcntl.lockf), so it ends with the process, even after
 kill -9. A worker started while another still holds it (gunicorn starts a reload's new worker before
 the old one has written its final snapshot) waits for it, then starts from what it left.
+
+The holder checks before each snapshot that the lock file is still the one it holds: a lock file
+deleted, or a data folder renamed away and made again, would otherwise let a second process in.
 """
 
 import fcntl
@@ -20,11 +23,16 @@ class DataFolderBusy(Exception):
     """Another process held the data folder's lock for longer than WAIT_SECONDS."""
 
 
+class DataFolderLost(OSError):
+    """Another process took the data folder after its lock file was deleted or replaced."""
+
+
 class FolderLock:
     """The lock on snapshot_path's folder, taken when built; release() ends it."""
 
     def __init__(self, snapshot_path):
         self.path = Path(f"{snapshot_path}.lock")
+        self._lost = None  # why the folder is no longer this process's
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + WAIT_SECONDS
         while True:
@@ -39,6 +47,33 @@ class FolderLock:
                         f"{WAIT_SECONDS:.0f} s; stop it, or give this one another [persistence] path"
                     ) from None
                 time.sleep(_RETRY_SECONDS)
+
+    def check(self):
+        """Raise DataFolderLost unless this process still holds the folder's lock file.
+
+        A lock file deleted or replaced (its folder renamed away and made again) is taken again
+        when free. Once another process has taken it, the folder stays theirs: this one must never
+        write there again, even after they stop. OSError when the file cannot be opened.
+        """
+        if self._lost is None:
+            try:
+                if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
+                    return
+            except FileNotFoundError:
+                pass
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                self._lost = (
+                    f"{self.path}: another process took this data folder after its lock file was replaced"
+                )
+            else:
+                os.close(self._fd)  # frees only the old file's lock: POSIX locks are per file
+                self._fd = fd
+                return
+        raise DataFolderLost(self._lost)
 
     def release(self):
         """End the lock; safe to call more than once (a backend may be stopped twice)."""

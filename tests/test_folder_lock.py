@@ -1,5 +1,6 @@
 """One process at a time in a data folder: a second waits for the first, then starts from its state."""
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import requests
 
 from storage import folder_lock
 from storage.folder_lock import DataFolderBusy, FolderLock
-from tests.conftest import REPO
+from tests.conftest import REPO, basic
 from tests.live_server import LiveServer
 
 HOLD = textwrap.dedent(
@@ -24,20 +25,29 @@ HOLD = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def held_by_another_process(tmp_path):
-    """A process holding the lock of tmp_path/queues.pickle's folder until the test kills it."""
+@contextlib.contextmanager
+def held_elsewhere(snapshot_path):
+    """A process holding the lock of snapshot_path's folder until the block ends."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(tmp_path / "queues.pickle")],
+        [sys.executable, "-c", HOLD, str(snapshot_path)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert holder.stdout.readline() == "held\n"
-    yield holder
-    holder.kill()
-    holder.wait(10)
-    holder.stdout.close()
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
+
+
+@pytest.fixture
+def held_by_another_process(tmp_path):
+    """A process holding the lock of tmp_path/queues.pickle's folder until the test kills it."""
+    with held_elsewhere(tmp_path / "queues.pickle") as holder:
+        yield holder
 
 
 def test_a_folder_held_by_another_process_is_refused_after_the_wait_naming_the_lock(
@@ -54,24 +64,74 @@ def test_the_lock_ends_with_its_process_even_after_kill_9(tmp_path, held_by_anot
     FolderLock(tmp_path / "queues.pickle").release()
 
 
+def first_with_message_1_and_a_second(tmp_path, **persistence):
+    """(a started server holding jobs: [1], a second not started) on one data folder, tmp_path/data."""
+    persistence = {"path": str(tmp_path / "data" / "queues.pickle"), "journal": "on", **persistence}
+    first = LiveServer(tmp_path / "first", persistence=persistence).start()
+    session = first.session()
+    assert session.post(first.url("/queues"), json={"name": "jobs"}).status_code == 201
+    assert session.post(first.url("/queues/jobs/push"), json={"message": {"n": 1}}).status_code == 201
+    return first, LiveServer(tmp_path / "second", persistence=persistence)
+
+
+def assert_second_waits_then_starts_from_what_the_first_left(first, second):
+    second.start(wait=False)
+    time.sleep(3)  # long enough for its worker to start, were the folder free
+    with pytest.raises(requests.RequestException):
+        requests.get(second.url("/health"), timeout=1)
+    assert first.session().post(first.url("/queues/jobs/push"), json={"message": {"n": 2}}).status_code == 201
+    assert first.stop() == 0  # writes its final snapshot, then lets the second in
+    second.wait_healthy()
+    pulled = second.session().post(second.url("/queues/jobs/pull?max=5")).json()["messages"]
+    assert [m["message"]["n"] for m in pulled] == [1, 2]
+
+
 @pytest.mark.slow
 def test_a_second_server_on_one_data_folder_waits_then_starts_from_what_the_first_left(tmp_path):
-    persistence = {"path": str(tmp_path / "data" / "queues.pickle"), "journal": "on"}
-    first = LiveServer(tmp_path / "first", persistence=persistence).start()
-    second = LiveServer(tmp_path / "second", persistence=persistence)
+    first, second = first_with_message_1_and_a_second(tmp_path)
     try:
-        session = first.session()
-        assert session.post(first.url("/queues"), json={"name": "jobs"}).status_code == 201
-        assert session.post(first.url("/queues/jobs/push"), json={"message": {"n": 1}}).status_code == 201
-        second.start(wait=False)
-        time.sleep(3)  # long enough for its worker to start, were the folder free
-        with pytest.raises(requests.RequestException):
-            requests.get(second.url("/health"), timeout=1)
-        assert session.post(first.url("/queues/jobs/push"), json={"message": {"n": 2}}).status_code == 201
-        assert first.stop() == 0  # writes its final snapshot, then lets the second in
-        second.wait_healthy()
-        pulled = second.session().post(second.url("/queues/jobs/pull?max=5")).json()["messages"]
-        assert [m["message"]["n"] for m in pulled] == [1, 2]
+        assert_second_waits_then_starts_from_what_the_first_left(first, second)
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["lock file deleted", "folder renamed away and made again"])
+def test_a_server_whose_lock_file_was_taken_away_takes_it_again_so_a_second_still_waits(tmp_path, how):
+    first, second = first_with_message_1_and_a_second(tmp_path, interval_seconds=0.2)
+    data = tmp_path / "data"
+    try:
+        if how == "lock file deleted":
+            (data / "queues.pickle.lock").unlink()
+        else:
+            data.rename(tmp_path / "moved")
+            data.mkdir()
+        time.sleep(1)  # a few snapshot intervals of the first, which writes its state to the new folder
+        assert_second_waits_then_starts_from_what_the_first_left(first, second)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_server_whose_folder_another_process_took_refuses_changes_and_never_overwrites_its_snapshot(
+    make_app, tmp_path
+):
+    app = make_app(persistence={"interval_seconds": 3600})
+    client, snapshotter = app.test_client(), app.extensions["queues.backend"].snapshotter
+    snapshot = tmp_path / "data" / "queues.pickle"
+    assert client.post("/queues", json={"name": "jobs"}, headers=basic("admin")).status_code == 201
+    assert snapshotter.save() is True
+    (tmp_path / "data" / "queues.pickle.lock").unlink()
+    with held_elsewhere(snapshot):
+        written = snapshot.read_bytes()
+        assert (
+            client.post("/queues/jobs/push", json={"message": {}}, headers=basic("admin")).status_code == 201
+        )
+        assert snapshotter.save() is False
+        refused = client.post("/queues/jobs/push", json={"message": {}}, headers=basic("admin"))
+        assert refused.status_code == 503 and "another process" in refused.json["error"]["message"]
+        health = client.get("/health")
+        assert health.status_code == 503 and "another process" in health.json["snapshot"]["last_error"]
+    assert snapshotter.save() is False  # the folder stays the other one's, even once it let go
+    assert snapshot.read_bytes() == written
