@@ -135,3 +135,16 @@ def test_a_server_whose_folder_another_process_took_refuses_changes_and_never_ov
         assert health.status_code == 503 and "another process" in health.json["snapshot"]["last_error"]
     assert snapshotter.save() is False  # the folder stays the other one's, even once it let go
     assert snapshot.read_bytes() == written
+
+
+@pytest.mark.slow
+def test_a_stop_while_waiting_for_the_folder_ends_the_wait_and_exits_cleanly(tmp_path):
+    first, second = first_with_message_1_and_a_second(tmp_path)
+    try:
+        second.start(wait=False)
+        time.sleep(2)  # its worker is waiting for the lock
+        assert second.stop() == 0
+        assert "Traceback" not in second.stderr()
+    finally:
+        first.stop()
+        second.stop()
