@@ -10,9 +10,12 @@ deleted, or a data folder renamed away and made again, would otherwise let a sec
 """
 
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Below gunicorn's 30 s worker timeout, which also bounds a worker's start.
 WAIT_SECONDS = 20.0
@@ -33,7 +36,16 @@ class FolderLock:
     def __init__(self, snapshot_path):
         self.path = Path(f"{snapshot_path}.lock")
         self._lost = None  # why the folder is no longer this process's
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            if os.access(self.path.parent, os.W_OK):
+                raise  # the folder is writable: only this file is in the way, which a second could share
+            # A read-only folder: nothing can be written there to clash over (without a journal
+            # the service still starts, as before the lock). check() takes it before the first write.
+            log.warning("%s: cannot take the lock (%s); taken before the first snapshot", self.path, exc)
+            self._fd = None
+            return
         deadline = time.monotonic() + WAIT_SECONDS
         while True:
             try:
@@ -57,7 +69,7 @@ class FolderLock:
         """
         if self._lost is None:
             try:
-                if os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
+                if self._fd is not None and os.path.samestat(os.stat(self.path), os.fstat(self._fd)):
                     return
             except FileNotFoundError:
                 pass
@@ -70,7 +82,7 @@ class FolderLock:
                     f"{self.path}: another process took this data folder after its lock file was replaced"
                 )
             else:
-                os.close(self._fd)  # frees only the old file's lock: POSIX locks are per file
+                self.release()  # frees only the old file's lock: POSIX locks are per file
                 self._fd = fd
                 return
         raise DataFolderLost(self._lost)

@@ -9,10 +9,13 @@ import time
 import pytest
 import requests
 
+from app import create_app, shutdown
+from queues.config import load_config
 from storage import folder_lock
 from storage.folder_lock import DataFolderBusy, FolderLock
-from tests.conftest import REPO, basic
+from tests.conftest import REPO, basic, write_config
 from tests.live_server import LiveServer
+from tests.test_faults import set_immutable
 
 HOLD = textwrap.dedent(
     """
@@ -62,6 +65,41 @@ def test_the_lock_ends_with_its_process_even_after_kill_9(tmp_path, held_by_anot
     monkeypatch.setattr(folder_lock, "WAIT_SECONDS", 10)
     held_by_another_process.kill()
     FolderLock(tmp_path / "queues.pickle").release()
+
+
+def test_a_read_only_data_folder_without_a_journal_still_starts_from_its_snapshot(make_app, tmp_path):
+    """As before the lock: such a service serves its snapshot, and writes again once it can."""
+    persistence = {"journal": "off", "interval_seconds": 3600}
+    first = create_app(load_config(write_config(tmp_path, persistence=persistence)))
+    first.test_client().post("/queues", json={"name": "jobs"}, headers=basic("admin"))
+    first.test_client().post("/queues/jobs/push", json={"message": {"n": 1}}, headers=basic("admin"))
+    shutdown(first)
+    data = tmp_path / "data"
+    set_immutable(data, True)
+    try:
+        app = make_app(persistence=persistence)
+        pulled = app.test_client().post("/queues/jobs/pull?max=5", headers=basic("admin"))
+        assert pulled.status_code == 200, pulled.json
+        assert [m["message"]["n"] for m in pulled.json["messages"]] == [1]
+        assert app.extensions["queues.backend"].snapshotter.save() is False
+    finally:
+        set_immutable(data, False)
+    assert app.extensions["queues.backend"].snapshotter.save() is True  # taking the lock first
+    assert (data / "queues.pickle.lock").exists()
+
+
+def test_a_lock_file_that_cannot_be_opened_in_a_writable_folder_refuses_the_start(tmp_path):
+    """Running unlocked there would let a second process in beside this one (as root, chmod 000
+    does not keep anyone out: an immutable lock file stands in for one nobody may open)."""
+    FolderLock(tmp_path / "queues.pickle").release()
+    lock_file = tmp_path / "queues.pickle.lock"
+    if subprocess.run(["chattr", "+i", str(lock_file)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr is not available here")
+    try:
+        with pytest.raises(PermissionError, match=r"queues\.pickle\.lock"):
+            FolderLock(tmp_path / "queues.pickle")
+    finally:
+        subprocess.run(["chattr", "-i", str(lock_file)], check=True)
 
 
 def first_with_message_1_and_a_second(tmp_path, **persistence):
