@@ -1,9 +1,12 @@
 """One process at a time in a data folder: a second waits for the first, then starts from its state."""
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -13,7 +16,7 @@ from app import create_app, shutdown
 from queues.config import load_config
 from storage import folder_lock
 from storage.folder_lock import DataFolderBusy, FolderLock
-from tests.conftest import REPO, basic, write_config
+from tests.conftest import REPO, basic, eventually, write_config
 from tests.live_server import LiveServer
 from tests.test_faults import set_immutable
 
@@ -186,3 +189,43 @@ def test_a_stop_while_waiting_for_the_folder_ends_the_wait_and_exits_cleanly(tmp
     finally:
         first.stop()
         second.stop()
+
+
+@pytest.mark.slow
+def test_a_reload_under_load_hands_every_acknowledged_push_to_the_new_worker_once(tmp_path):
+    """kill -HUP while pushes go on: gunicorn starts the new worker as it stops the old one, which
+    writes its final snapshot while the new one waits for the data folder."""
+    persistence = {"path": str(tmp_path / "data" / "queues.pickle"), "journal": "on"}
+    server = LiveServer(tmp_path / "server", persistence=persistence).start()
+    acked, unsure = [], []  # pushes that got their 201; pushes whose reply was lost
+
+    def produce(producer):
+        session = server.session()
+        for n in range(producer * 1000, producer * 1000 + 300):
+            try:
+                response = session.post(
+                    server.url("/queues/jobs/push"), json={"message": {"n": n}}, timeout=30
+                )
+                (acked if response.status_code == 201 else unsure).append(n)
+            except requests.RequestException:
+                unsure.append(n)
+
+    try:
+        assert server.session().post(server.url("/queues"), json={"name": "jobs"}).status_code == 201
+        old_worker = server.worker_pids()
+        producers = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
+        for producer in producers:
+            producer.start()
+        eventually(lambda: len(acked) >= 100)
+        os.kill(server.process.pid, signal.SIGHUP)
+        for producer in producers:
+            producer.join()
+        eventually(lambda: server.worker_pids() not in ([], old_worker))
+        pulled, session = [], server.session()
+        while (response := session.post(server.url("/queues/jobs/pull?max=100"))).status_code == 200:
+            pulled += [m["message"]["n"] for m in response.json()["messages"]]
+        assert response.status_code == 204  # nothing left
+        assert len(pulled) == len(set(pulled))  # none twice
+        assert set(acked) <= set(pulled) <= set(acked) | set(unsure)  # none lost, none made up
+    finally:
+        server.stop()
