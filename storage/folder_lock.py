@@ -27,7 +27,8 @@ class DataFolderBusy(Exception):
 
 
 class DataFolderLost(OSError):
-    """Another process took the data folder after its lock file was deleted or replaced."""
+    """Another process took the data folder while this one did not hold its lock file (deleted,
+    replaced, or not writable at start-up)."""
 
 
 class FolderLock:
@@ -79,7 +80,7 @@ class FolderLock:
             except OSError:
                 os.close(fd)
                 self._lost = (
-                    f"{self.path}: another process took this data folder after its lock file was replaced"
+                    f"{self.path}: another process took this data folder while this one's lock file was gone"
                 )
             else:
                 self.release()  # frees only the old file's lock: POSIX locks are per file

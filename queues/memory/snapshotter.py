@@ -52,10 +52,12 @@ class Snapshotter:
                 save_snapshot(self._path, state)
                 remove_journals_before(self._path, state["journal_generation"])
             except (SnapshotError, JournalWriteError, OSError) as exc:
-                if isinstance(exc, DataFolderLost):
+                lost = isinstance(exc, DataFolderLost)
+                if lost:
                     self._manager.close(str(exc))  # nothing it accepts now could be saved
                 if self.last_error is None:
-                    log.error("%s; the previous snapshot is kept and the service goes on", exc)
+                    then = "changes are refused from now on" if lost else "the service goes on"
+                    log.error("%s; the previous snapshot is kept and %s", exc, then)
                 self.last_error = str(exc)
                 self.failures += 1
                 return False
