@@ -18,6 +18,7 @@ import re
 import select
 import selectors
 import socket
+import sys
 import time
 from functools import partial
 
@@ -186,6 +187,13 @@ class RequestBufferingWorker(ThreadWorker):
         self._paused = []  # heap of (when its pause ends, tie-breaker, connection, bytes), not yet read
         self._pause_order = itertools.count()
         super().init_process()
+
+    def handle_exit(self, sig, frame):
+        """A stop before the app is loaded ends the worker at once: it may be waiting up to
+        storage.folder_lock.WAIT_SECONDS for the data folder, and holds no state yet."""
+        if not self.booted:
+            sys.exit(0)
+        super().handle_exit(sig, frame)
 
     def _body_limit(self):
         config = getattr(self.wsgi, "config", None) or {}

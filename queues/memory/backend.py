@@ -22,7 +22,9 @@ class MemoryBackend:
         except BaseException:
             self._folder_lock.release()
             raise
-        self.snapshotter = Snapshotter(self.queues, persistence.path, persistence.interval_seconds)
+        self.snapshotter = Snapshotter(
+            self.queues, persistence.path, persistence.interval_seconds, self._folder_lock
+        )
         self._sweeper = LeaseSweeper(self.queues)
 
     def start(self):

@@ -60,7 +60,7 @@ class MemoryQueueManager:
         self._ids = itertools.count(max(next_id or 0, _id_floor()))
         self._journal = None
         self._generation = 0
-        self._closed = False
+        self._closed = None  # why changes are refused, once they are
         self._waits_released = False
 
     # --- durability -------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class MemoryQueueManager:
         Returns (the record's sequence number for _make_durable, or None; what apply returned).
         """
         if self._closed:
-            raise StorageUnavailable("the service is shutting down; nothing was changed")
+            raise StorageUnavailable(f"{self._closed}; nothing was changed")
         sequence = None
         if self._journal is not None:
             try:
@@ -110,9 +110,9 @@ class MemoryQueueManager:
             with queue.lock:
                 queue.not_empty.notify_all()
 
-    def close(self):
-        """Refuse every change from now on, so a final snapshot misses nothing."""
-        self._closed = True
+    def close(self, reason="the service is shutting down"):
+        """Refuse every change from now on (saying reason), so a final snapshot misses nothing."""
+        self._closed = reason
         self.release_waits()
 
     # --- lookup -----------------------------------------------------------------------------

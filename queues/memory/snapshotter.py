@@ -4,6 +4,7 @@ import logging
 import threading
 import time
 
+from storage.folder_lock import DataFolderLost
 from storage.journal import JournalWriteError, remove_journals_before
 from storage.snapshot import SnapshotError, save_snapshot
 
@@ -13,8 +14,9 @@ log = logging.getLogger(__name__)
 class Snapshotter:
     """Periodically writes manager.snapshot() to path; keeps the last outcome for /health."""
 
-    def __init__(self, manager, path, interval_seconds):
+    def __init__(self, manager, path, interval_seconds, folder_lock=None):
         self._manager = manager
+        self._folder_lock = folder_lock
         self._path = path
         self._interval = interval_seconds
         self._stop = threading.Event()
@@ -41,6 +43,8 @@ class Snapshotter:
         with self._save_lock:
             started = time.perf_counter()
             try:
+                if self._folder_lock is not None:
+                    self._folder_lock.check()
                 taken = self._manager.snapshot(unless_token=None if self.last_error else self._saved_token)
                 if taken is None:
                     return False
@@ -48,8 +52,12 @@ class Snapshotter:
                 save_snapshot(self._path, state)
                 remove_journals_before(self._path, state["journal_generation"])
             except (SnapshotError, JournalWriteError, OSError) as exc:
+                lost = isinstance(exc, DataFolderLost)
+                if lost:
+                    self._manager.close(str(exc))  # nothing it accepts now could be saved
                 if self.last_error is None:
-                    log.error("%s; the previous snapshot is kept and the service goes on", exc)
+                    then = "changes are refused from now on" if lost else "the service goes on"
+                    log.error("%s; the previous snapshot is kept and %s", exc, then)
                 self.last_error = str(exc)
                 self.failures += 1
                 return False
