@@ -140,12 +140,17 @@ def _parser(prog):
     return parser
 
 
+def _has_admin(users):
+    return any(user.role == "admin" for user in users.values())
+
+
 def main(argv=None, prog="queues-users"):
     """Run the users command; returns the exit status."""
     args = _parser(prog).parse_args(argv)
     try:
         path = Path(args.file) if args.file else load_config().auth.users_file
         users = load_users(path) if path.exists() or args.command != "add" else {}
+        had_admin = _has_admin(users)
         if args.command == "list":
             for user in sorted(users.values(), key=lambda u: u.name):
                 print(f"{user.name}\t{user.role}")
@@ -159,6 +164,9 @@ def main(argv=None, prog="queues-users"):
             if not password:
                 raise UsersFileError("the password must not be empty")
             users[args.name] = User(args.name, args.role, generate_password_hash(password))
+        if had_admin and not _has_admin(users):
+            # Only an admin can create or delete queues, and nobody could then by the API.
+            raise UsersFileError(f"{path}: {args.name!r} is the last admin; add another admin first")
         save_users(path, users)
     except (ConfigError, UsersFileError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -131,3 +131,20 @@ def test_allowed_names_are_accepted(tmp_path, monkeypatch):
     for name in ("a", "ops.bot-1@example.com", "X_" + "y" * 62):
         assert add(path, name, monkeypatch) == 0
     assert len(load_users(path)) == 3
+
+
+@pytest.mark.parametrize(
+    "change",
+    [["remove", "dave"], ["add", "dave", "--role", "manager", "--password-stdin"]],
+    ids=["remove", "demote"],
+)
+def test_the_last_admin_cannot_be_removed_or_demoted(tmp_path, monkeypatch, capsys, change):
+    path = tmp_path / "users.yaml"
+    run(["--file", str(path), "add", "dave", "--role", "admin", "--password-stdin"], "y\n", monkeypatch)
+    run(["--file", str(path), "add", "carol", "--role", "manager", "--password-stdin"], "x\n", monkeypatch)
+    before = path.read_bytes()
+    assert run(["--file", str(path), *change], "z\n", monkeypatch) == 1
+    assert "'dave' is the last admin" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    run(["--file", str(path), "add", "erin", "--role", "admin", "--password-stdin"], "w\n", monkeypatch)
+    assert run(["--file", str(path), *change], "z\n", monkeypatch) == 0  # with another admin, it may go
