@@ -14,6 +14,14 @@ def manager() -> QueueBackend:
     return current_app.extensions["queues.backend"].queues
 
 
+def manager_of_existing(name) -> QueueBackend:
+    """The backend, once it has said queue name exists (QueueNotFound, a 404, otherwise): the
+    contract checks existence before the body."""
+    queues = manager()
+    queues.require(name)
+    return queues
+
+
 def settings():
     """The app's Config."""
     return current_app.extensions["queues.config"]

@@ -11,6 +11,7 @@ from queues.routes import (
     bounded_seconds,
     json_object_body,
     manager,
+    manager_of_existing,
     one_or_many,
     query_int,
     query_params,
@@ -48,8 +49,7 @@ def push_messages(name):
 @bp.post("/queues/<name>/pull")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def pull_messages(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     limits = settings().queues
     params = query_params(("max", "wait", "lease"))
     count = query_int("max", params["max"], 1, limits.max_batch) if "max" in params else 1
@@ -77,8 +77,7 @@ def _receipt(value):
 @bp.post("/queues/<name>/ack")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def ack_messages(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     body = json_object_body(("receipt", "receipts"))
     receipts, _ = one_or_many(body, "receipt", "receipts", settings().queues.max_batch)
     receipts = [_receipt(receipt) for receipt in receipts]
@@ -88,8 +87,7 @@ def ack_messages(name):
 @bp.post("/queues/<name>/nack")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def nack_message(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     body = json_object_body(("receipt", "delay", "reason"))
     receipt = _receipt(body.get("receipt"))
     delay = bounded_int("delay", body.get("delay", 0), 0, settings().queues.max_lease_seconds)
@@ -102,8 +100,7 @@ def nack_message(name):
 @bp.post("/queues/<name>/extend")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def extend_lease(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     body = json_object_body(("receipt", "lease"))
     receipt = _receipt(body.get("receipt"))
     lease = bounded_int("lease", body.get("lease"), 1, settings().queues.max_lease_seconds)

@@ -7,7 +7,15 @@ from queues.auth import ADMIN, ANY_ROLE_WITH_ACCESS, auth
 from queues.backend import check_queue_name
 from queues.errors import InvalidRequest
 from queues.responses import json_response
-from queues.routes import bounded_int, json_object_body, manager, query_int, query_params, settings
+from queues.routes import (
+    bounded_int,
+    json_object_body,
+    manager,
+    manager_of_existing,
+    query_int,
+    query_params,
+    settings,
+)
 
 bp = Blueprint("operators", __name__)
 DEFAULT_BROWSE_LIMIT = 10
@@ -18,8 +26,7 @@ STATES = ("available", "leased")
 @bp.get("/queues/<name>/messages")
 @auth.login_required(role=ANY_ROLE_WITH_ACCESS)
 def browse_messages(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     params = query_params(("limit", "offset", "state"))
     max_batch = settings().queues.max_batch
     default_limit = min(DEFAULT_BROWSE_LIMIT, max_batch)
@@ -41,8 +48,7 @@ def purge_queue(name):
 @bp.post("/queues/<name>/redrive")
 @auth.login_required(role=ADMIN)
 def redrive_messages(name):
-    queues = manager()
-    queues.require(name)
+    queues = manager_of_existing(name)
     body = json_object_body(("max", "to"))
     max_count = bounded_int("max", body["max"], 1, MAX_OFFSET) if "max" in body else None
     to = body.get("to")
