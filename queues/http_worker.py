@@ -44,6 +44,8 @@ DEFAULT_BODY_LIMIT = 1024 * 1024
 LINGER_SECONDS = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NUMBER = re.compile(rb"0*(\d+)")
+# Digits, or a list of them: anything else (a sign, a letter) every parser refuses at once.
+_LENGTH_VALUE = re.compile(rb"[\d, \t]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?")
 _EXPECT_FIELD = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
 
@@ -52,8 +54,11 @@ def _declared_length(values):
     """The longest body any Content-Length value names: a list of them, or zeros in front, included.
 
     Waiting too long only keeps a connection in the event loop; too short would give a thread a
-    request whose body it then waits for.
+    request whose body it then waits for. A value that is no length at all (-1, +5) is 0: gunicorn
+    answers it 400 at once, where waiting would leave the client unanswered until its deadline.
     """
+    if not all(_LENGTH_VALUE.fullmatch(value) for value in values):
+        return 0
     numbers = _NUMBER.findall(b",".join(values))
     return max((int(n) if len(n) <= 19 else math.inf for n in numbers), default=0)
 
