@@ -216,9 +216,15 @@ class RequestBufferingWorker(ThreadWorker):
         self.nr_conns += 1
         self._start_reading(_Connection(self, self.cfg, client_sock, client_addr, listener.getsockname()))
         # At worker_connections gunicorn stops accepting: idle connections would lock everyone out
-        # until their deadline. The one that has been sending its request longest goes instead.
-        while self.nr_conns >= self.worker_connections and self._reading:
-            self._drop(next(iter(self._reading)))
+        # until their deadline. A held source's waiting connection goes first (a flooder's would
+        # otherwise fill the worker, safe from any deadline), then the one sending its request longest.
+        while self.nr_conns >= self.worker_connections and (self._paused or self._reading):
+            if self._paused:
+                _, _, conn, _ = heapq.heappop(self._paused)
+                self.nr_conns -= 1
+                conn.close()
+            else:
+                self._drop(next(iter(self._reading)))
         return None
 
     def on_client_socket_readable(self, conn, client):
