@@ -44,6 +44,8 @@ DEFAULT_BODY_LIMIT = 1024 * 1024
 LINGER_SECONDS = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NUMBER = re.compile(rb"0*(\d+)")
+# Digits, or a list of them: anything else (a sign, a letter) every parser refuses at once.
+_LENGTH_VALUE = re.compile(rb"[\d, \t]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]*)?")
 _EXPECT_FIELD = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
 
@@ -52,8 +54,11 @@ def _declared_length(values):
     """The longest body any Content-Length value names: a list of them, or zeros in front, included.
 
     Waiting too long only keeps a connection in the event loop; too short would give a thread a
-    request whose body it then waits for.
+    request whose body it then waits for. A value that is no length at all (-1, +5) is 0: gunicorn
+    answers it 400 at once, where waiting would leave the client unanswered until its deadline.
     """
+    if not all(_LENGTH_VALUE.fullmatch(value) for value in values):
+        return 0
     numbers = _NUMBER.findall(b",".join(values))
     return max((int(n) if len(n) <= 19 else math.inf for n in numbers), default=0)
 
@@ -211,9 +216,15 @@ class RequestBufferingWorker(ThreadWorker):
         self.nr_conns += 1
         self._start_reading(_Connection(self, self.cfg, client_sock, client_addr, listener.getsockname()))
         # At worker_connections gunicorn stops accepting: idle connections would lock everyone out
-        # until their deadline. The one that has been sending its request longest goes instead.
-        while self.nr_conns >= self.worker_connections and self._reading:
-            self._drop(next(iter(self._reading)))
+        # until their deadline. A held source's waiting connection goes first (a flooder's would
+        # otherwise fill the worker, safe from any deadline), then the one sending its request longest.
+        while self.nr_conns >= self.worker_connections and (self._paused or self._reading):
+            if self._paused:
+                _, _, conn, _ = heapq.heappop(self._paused)
+                self.nr_conns -= 1
+                conn.close()
+            else:
+                self._drop(next(iter(self._reading)))
         return None
 
     def on_client_socket_readable(self, conn, client):

@@ -70,9 +70,9 @@ def save_users(path, users):
     """Write {name: User} to path atomically, so a running server never reads half a file.
 
     A file that exists keeps its owner, group and mode (the service's user must still read it);
-    a new one is 0600, owned by whoever runs this.
+    a new one is 0600, owned by whoever runs this. A symlink stays: the file it names is replaced.
     """
-    path = Path(path)
+    path = Path(path).resolve()
     data = {"users": {u.name: {"role": u.role, "password_hash": u.password_hash} for u in users.values()}}
     try:
         before = path.stat()
@@ -107,7 +107,7 @@ def _keep_owner_and_mode(fd, before, path):
 
 def _read_password(from_stdin):
     if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        return sys.stdin.readline().rstrip("\r\n")  # a file written on Windows ends lines in \r\n
     try:
         # getpass asks on the controlling terminal; without one it would read stdin, and warn.
         with open("/dev/tty"):

@@ -35,6 +35,12 @@ def test_a_content_length_list_or_leading_zeros_waits_for_the_longest_body():
         assert ready == [False, False, True], value
 
 
+def test_a_content_length_no_parser_accepts_goes_to_a_thread_at_once_for_gunicorn_to_refuse():
+    # Waiting for a body it names would leave the client unanswered until the read deadline.
+    for value in (b"-1", b"+5", b"1e3", b"0x10", b"5;"):
+        assert fed(HEAD + b"Content-Length: " + value + b"\r\n\r\n")[1] == [True], value
+
+
 def test_a_body_declared_beyond_the_limit_goes_to_a_thread_once_the_limit_has_come():
     _, ready = fed(HEAD + b"Content-Length: 99999999999999999999999\r\n\r\n", b"x" * (LIMIT - 1), b"x")
     assert ready == [False, False, True]

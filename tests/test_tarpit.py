@@ -1,8 +1,15 @@
 """The tarpit's memory of held sources: a fixed pause from the last hold, and a bounded size."""
 
+import socket
+import time
+
+import pytest
+import requests
+
 from queues import tarpit as tarpit_module
 from queues.tarpit import Tarpit
 from tests.conftest import basic
+from tests.live_server import LiveServer
 
 
 class Clock:
@@ -59,3 +66,31 @@ def test_behind_a_trusted_proxy_there_is_no_tarpit(make_app):
     forwarded = {**basic("manager", "guess"), "X-Forwarded-For": "192.0.2.9"}
     assert [client.get("/queues", headers=forwarded).status_code for _ in range(2)] == [401, 429]
     assert "queues.tarpit" not in app.extensions
+
+
+@pytest.mark.slow
+def test_at_the_connection_limit_a_held_sources_waiting_connections_go_before_another_clients(
+    tmp_path, monkeypatch
+):
+    # Held connections are in no one's reading deadline: without this, a flooder's held connections
+    # filled the worker and the client being read was the one dropped to make room.
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--worker-connections=8")
+    server = LiveServer(tmp_path, auth={"max_failed_logins": 1}).start()
+    held = []
+    try:
+        other = socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.2", 0))
+        other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # half its head, still being read
+        wrong = requests.Session()
+        wrong.auth = ("admin", "wrong")
+        while wrong.get(server.url("/queues")).status_code != 429:
+            pass
+        for _ in range(12):  # within the pause: each waits unread
+            held.append(socket.create_connection(("127.0.0.1", server.port)))
+        time.sleep(0.3)  # for the worker to accept them, still within the pause
+        other.sendall(b"Connection: close\r\n\r\n")
+        other.settimeout(10)
+        assert other.recv(100).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()

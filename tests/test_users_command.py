@@ -148,3 +148,20 @@ def test_the_last_admin_cannot_be_removed_or_demoted(tmp_path, monkeypatch, caps
     assert path.read_bytes() == before
     run(["--file", str(path), "add", "erin", "--role", "admin", "--password-stdin"], "w\n", monkeypatch)
     assert run(["--file", str(path), *change], "z\n", monkeypatch) == 0  # with another admin, it may go
+
+
+def test_a_password_piped_with_a_windows_line_end_keeps_no_carriage_return(tmp_path, monkeypatch):
+    path = tmp_path / "users.yaml"
+    assert add(path, "carol", monkeypatch, password="s3cret\r\n") == 0
+    assert check_password_hash(load_users(path)["carol"].password_hash, "s3cret")
+
+
+def test_a_users_file_reached_through_a_symlink_is_rewritten_where_it_lives(tmp_path, monkeypatch):
+    # The config may name a link (to a secrets folder): the link stays, the file it names changes.
+    target = tmp_path / "secrets" / "users.yaml"
+    target.parent.mkdir()
+    add(target, "carol", monkeypatch)
+    link = tmp_path / "users.yaml"
+    link.symlink_to(target)
+    assert add(link, "dave", monkeypatch) == 0
+    assert link.is_symlink() and set(load_users(target)) == {"carol", "dave"}
